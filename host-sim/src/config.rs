@@ -1,0 +1,126 @@
+//! Turning command-line values into the appliance's DHCP configuration.
+
+use std::net::Ipv4Addr;
+
+use appliance::dhcp::{Config, Mode, Reservation, Subnet};
+use appliance::inventory::MachineKey;
+use appliance::net::{Ipv4Net, MacAddr, Uuid};
+
+/// The DHCP-related flags of `host-sim serve`, already split from clap's parsing.
+pub struct DhcpArgs<'a> {
+    pub ip: Ipv4Net,
+    pub gateway: Option<Ipv4Addr>,
+    /// `None` in proxyDHCP mode.
+    pub pool: Option<&'a str>,
+    pub lease_time: u32,
+    pub dns: &'a [Ipv4Addr],
+    pub domain: Option<&'a str>,
+    pub reserve: &'a [String],
+    pub reserve_uuid: &'a [String],
+    pub relay_pools: &'a [String],
+    pub http_port: u16,
+}
+
+pub fn dhcp_config(a: &DhcpArgs<'_>) -> Result<Config, String> {
+    let mode = if a.pool.is_some() {
+        Mode::Full
+    } else {
+        Mode::Proxy
+    };
+    let mut config = Config::new(mode, a.ip.addr);
+    config.lease_secs = a.lease_time;
+    config.boot.http_port = a.http_port;
+    if let Some(pool) = a.pool {
+        let (first, last) = parse_range(pool)?;
+        push(
+            &mut config.subnets,
+            Subnet {
+                net: a.ip,
+                pool_first: first,
+                pool_last: last,
+                router: a.gateway,
+            },
+            "subnets",
+        )?;
+    }
+    for spec in a.relay_pools {
+        push(&mut config.subnets, parse_relay_pool(spec)?, "subnets")?;
+    }
+    for ip in a.dns {
+        push(&mut config.dns, *ip, "--dns servers")?;
+    }
+    if let Some(domain) = a.domain {
+        config.domain = domain
+            .try_into()
+            .map_err(|_| format!("--domain {domain}: too long"))?;
+    }
+    for spec in a.reserve {
+        let (mac, ip) = parse_pair(spec, "--reserve MAC=IP", MacAddr::parse)?;
+        push(
+            &mut config.reservations,
+            Reservation {
+                key: MachineKey::Mac(mac),
+                ip,
+            },
+            "reservations",
+        )?;
+    }
+    for spec in a.reserve_uuid {
+        let (uuid, ip) = parse_pair(spec, "--reserve-uuid UUID=IP", Uuid::parse)?;
+        push(
+            &mut config.reservations,
+            Reservation {
+                key: MachineKey::Uuid(uuid),
+                ip,
+            },
+            "reservations",
+        )?;
+    }
+    config.validate().map_err(|e| e.to_string())?;
+    Ok(config)
+}
+
+fn push<T, const N: usize>(v: &mut heapless::Vec<T, N>, item: T, what: &str) -> Result<(), String> {
+    v.push(item)
+        .map_err(|_| format!("too many {what} (at most {N})"))
+}
+
+fn parse_range(s: &str) -> Result<(Ipv4Addr, Ipv4Addr), String> {
+    let bad = || format!("{s}: expected FIRST-LAST, e.g. 10.77.0.100-10.77.0.199");
+    let (first, last) = s.split_once('-').ok_or_else(bad)?;
+    Ok((
+        first.parse().map_err(|_| bad())?,
+        last.parse().map_err(|_| bad())?,
+    ))
+}
+
+fn parse_pair<K>(
+    s: &str,
+    form: &str,
+    key: impl Fn(&str) -> Option<K>,
+) -> Result<(K, Ipv4Addr), String> {
+    let bad = || format!("{s}: expected {form}");
+    let (k, ip) = s.split_once('=').ok_or_else(bad)?;
+    Ok((key(k).ok_or_else(bad)?, ip.parse().map_err(|_| bad())?))
+}
+
+/// `CIDR=FIRST-LAST[,ROUTER]`: a subnet behind a DHCP relay.
+fn parse_relay_pool(s: &str) -> Result<Subnet, String> {
+    let bad = || {
+        format!(
+            "{s}: expected CIDR=FIRST-LAST[,ROUTER], e.g. 10.78.0.0/24=10.78.0.10-10.78.0.200,10.78.0.1"
+        )
+    };
+    let (net, rest) = s.split_once('=').ok_or_else(bad)?;
+    let (range, router) = match rest.split_once(',') {
+        Some((range, router)) => (range, Some(router.parse().map_err(|_| bad())?)),
+        None => (rest, None),
+    };
+    let (pool_first, pool_last) = parse_range(range)?;
+    Ok(Subnet {
+        net: Ipv4Net::parse(net).ok_or_else(bad)?,
+        pool_first,
+        pool_last,
+        router,
+    })
+}

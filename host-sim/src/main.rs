@@ -1,0 +1,141 @@
+//! The appliance on Linux: `serve` runs it on a TAP device through its own IP stack;
+//! `rack` runs an in-process simulated rack of PXE-booting machines.
+
+mod config;
+mod journal_file;
+mod rack;
+mod serve;
+mod tap;
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use appliance::net::{Ipv4Net, MacAddr};
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve DHCP on a TAP device through the appliance's own IP stack.
+    Serve(ServeArgs),
+    /// Boot a simulated rack of machines against the appliance, in process.
+    Rack(rack::RackArgs),
+}
+
+#[derive(Args)]
+#[command(group = clap::ArgGroup::new("mode").required(true).args(["dhcp_pool", "proxy_dhcp"]))]
+struct ServeArgs {
+    /// TAP device to attach to; created if missing.
+    #[arg(long)]
+    interface: String,
+    /// The appliance's address and prefix, e.g. 10.77.0.1/24.
+    #[arg(long, value_parser = parse_net)]
+    ip: Ipv4Net,
+    /// The appliance's MAC (default: 02:00 followed by its IPv4 address).
+    #[arg(long, value_parser = parse_mac)]
+    mac: Option<MacAddr>,
+    /// Default route of the appliance, and the router (option 3) of its own subnet.
+    #[arg(long)]
+    gateway: Option<Ipv4Addr>,
+    /// Full DHCP server with this address pool, e.g. 10.77.0.100-10.77.0.199.
+    #[arg(long)]
+    dhcp_pool: Option<String>,
+    /// proxyDHCP beside the site's DHCP server: boot files only, no addresses.
+    #[arg(long)]
+    proxy_dhcp: bool,
+    /// Directory of boot files (served over TFTP/HTTP by a later release).
+    #[arg(long)]
+    boot_dir: PathBuf,
+    /// Directory for the lease journal.
+    #[arg(long)]
+    state_dir: PathBuf,
+    #[arg(long, default_value_t = 3600)]
+    lease_time: u32,
+    /// DNS server (option 6); repeatable.
+    #[arg(long)]
+    dns: Vec<Ipv4Addr>,
+    /// Domain name (option 15).
+    #[arg(long)]
+    domain: Option<String>,
+    /// Static reservation by MAC: MAC=IP; repeatable.
+    #[arg(long)]
+    reserve: Vec<String>,
+    /// Static reservation by SMBIOS UUID (option 97): UUID=IP; repeatable.
+    #[arg(long)]
+    reserve_uuid: Vec<String>,
+    /// A subnet behind a DHCP relay: CIDR=FIRST-LAST[,ROUTER]; repeatable.
+    #[arg(long)]
+    relay_pool: Vec<String>,
+    /// Lease table capacity.
+    #[arg(long, default_value_t = 4096)]
+    max_leases: usize,
+    /// Port of the HTTP server in iPXE script URLs.
+    #[arg(long, default_value_t = 80)]
+    http_port: u16,
+    /// Do not log each DHCP decision.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn parse_net(s: &str) -> Result<Ipv4Net, String> {
+    Ipv4Net::parse(s).ok_or_else(|| format!("{s}: expected ADDRESS/PREFIX, e.g. 10.77.0.1/24"))
+}
+
+fn parse_mac(s: &str) -> Result<MacAddr, String> {
+    MacAddr::parse(s).ok_or_else(|| format!("{s}: expected a MAC like 02:00:0a:4d:00:01"))
+}
+
+fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Command::Serve(a) => serve(a),
+        Command::Rack(a) => rack::run(&a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("host-sim: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(a: ServeArgs) -> Result<(), String> {
+    if !a.boot_dir.is_dir() {
+        return Err(format!(
+            "--boot-dir {}: not a directory",
+            a.boot_dir.display()
+        ));
+    }
+    let config = config::dhcp_config(&config::DhcpArgs {
+        ip: a.ip,
+        gateway: a.gateway,
+        pool: a.dhcp_pool.as_deref(),
+        lease_time: a.lease_time,
+        dns: &a.dns,
+        domain: a.domain.as_deref(),
+        reserve: &a.reserve,
+        reserve_uuid: &a.reserve_uuid,
+        relay_pools: &a.relay_pool,
+        http_port: a.http_port,
+    })?;
+    let o = a.ip.addr.octets();
+    let opts = serve::Options {
+        interface: a.interface,
+        ip: a.ip,
+        mac: a
+            .mac
+            .unwrap_or(MacAddr([0x02, 0x00, o[0], o[1], o[2], o[3]])),
+        gateway: a.gateway,
+        state_dir: a.state_dir,
+        max_leases: a.max_leases,
+        quiet: a.quiet,
+    };
+    serve::run(opts, config).map_err(|e| e.to_string())
+}
