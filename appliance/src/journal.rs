@@ -127,6 +127,11 @@ impl<S: Storage> Journal<S> {
     pub fn storage(&self) -> &S {
         &self.storage
     }
+
+    /// Closes the journal, handing its storage back (to reopen it, as a restart does).
+    pub fn into_storage(self) -> S {
+        self.storage
+    }
 }
 
 fn encode<'b, R: Record>(record: &R, buf: &'b mut [u8; MAX_RECORD + CRC_LEN]) -> &'b [u8] {

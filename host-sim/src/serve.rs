@@ -176,7 +176,11 @@ pub fn run(opts: Options, config: Config) -> io::Result<()> {
             .poll_delay(Instant::now(), &sockets)
             .map_or(MAX_WAIT, |d| d.into())
             .min(MAX_WAIT);
-        phy::wait(fd, Some(wait.into()))?;
+        match phy::wait(fd, Some(wait.into())) {
+            // A stop signal interrupts the wait; the loop condition sees it.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            other => other?,
+        }
     }
     journal.flush()?;
     let s = server.stats();

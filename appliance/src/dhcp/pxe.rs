@@ -12,8 +12,9 @@ use heapless::String;
 
 use super::wire::Message;
 
-/// Longest boot file name or URL the appliance hands out.
-pub const MAX_BOOT_FILE: usize = 128;
+/// Longest boot file name or URL the appliance hands out: what one option 67 holds. Over
+/// 127 bytes it no longer fits the header's `file` field and goes in option 67 alone.
+pub const MAX_BOOT_FILE: usize = 255;
 pub type BootFile = String<MAX_BOOT_FILE>;
 
 /// The client architectures of option 93 (RFC 4578, IANA registry) that we boot.

@@ -340,12 +340,18 @@ impl<'a> Server<'a> {
         else {
             return self.nak(d, "wrong-subnet");
         };
-        let known = self.leases.by_mac(mac).is_some();
         let init_reboot = msg.server_id.is_none() && msg.ciaddr.is_unspecified();
-        if init_reboot && !known && self.leases.by_ip(ip).is_none_or(|l| !l.is_active(ctx.now)) {
-            // RFC 2131: with no record of the client, stay silent and let it rediscover.
-            d.note = Some("unknown-client");
-            return None;
+        if init_reboot {
+            match self.leases.by_mac(mac) {
+                Some(l) if l.ip != ip => return self.nak(d, "not-its-address"),
+                Some(_) => {}
+                None if self.leases.by_ip(ip).is_none_or(|l| !l.is_active(ctx.now)) => {
+                    // RFC 2131: with no record of the client, stay silent; it rediscovers.
+                    d.note = Some("unknown-client");
+                    return None;
+                }
+                None => {}
+            }
         }
         if !self.acceptable(ctx.now, si, ip, mac, ctx.uuid) {
             return self.nak(d, "address-not-available");
