@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs every test: formatting and lints, the firmware build, unit tests, the end-to-end
+# tests against real peers (as root; they skip otherwise), and a short fuzz run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+FUZZ_SECONDS=${FUZZ_SECONDS:-30}
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "format and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "appliance for the board target (thumbv7em-none-eabihf)"
+cargo build -p appliance --target thumbv7em-none-eabihf --profile size
+llvm_size=$(find "$(rustc --print sysroot)" -name llvm-size -type f | head -n 1)
+echo "appliance code for thumbv7em-none-eabihf, opt-level z (generic code instantiated by a board is not included):"
+"$llvm_size" -t target/thumbv7em-none-eabihf/size/libappliance.rlib | tail -n 1
+
+step "host simulator"
+cargo build -p host-sim
+cargo run -q -p host-sim -- rack --machines 48 --seed 1
+
+step "fuzz: DHCP decoder (${FUZZ_SECONDS}s)"
+(cd appliance/fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run dhcp_decode -- -max_total_time="$FUZZ_SECONDS" 2>&1 | tail -n 3)
+
+step "unit and end-to-end tests"
+cargo test --workspace
