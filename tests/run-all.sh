@@ -22,7 +22,7 @@ cargo build -p host-sim
 cargo run -q -p host-sim -- rack --machines 48 --seed 1
 
 step "fuzz: DHCP decoder (${FUZZ_SECONDS}s)"
-(cd appliance/fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run dhcp_decode -- -max_total_time="$FUZZ_SECONDS" 2>&1 | tail -n 3)
+(cd appliance/fuzz && mkdir -p corpus/dhcp_decode && RUSTC_BOOTSTRAP=1 cargo fuzz run dhcp_decode corpus/dhcp_decode seeds/dhcp_decode -- -max_total_time="$FUZZ_SECONDS" 2>&1 | tail -n 3)
 
 step "unit and end-to-end tests"
 cargo test --workspace
