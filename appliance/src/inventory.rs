@@ -49,6 +49,10 @@ impl Machine {
     }
 }
 
+/// The table is full of machines with boot overrides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Full;
+
 pub struct Inventory<const N: usize> {
     machines: Vec<Machine, N>,
     dropped: u32,
@@ -107,8 +111,8 @@ impl<const N: usize> Inventory<N> {
     }
 
     /// Sets a machine's boot target, recording it if it has not booted yet.
-    /// `Err` when the table is full of machines that have overrides.
-    pub fn set_boot(&mut self, key: MachineKey, boot: BootTarget) -> Result<(), BootTarget> {
+    /// [`Full`] when the table is full of machines that have overrides.
+    pub fn set_boot(&mut self, key: MachineKey, boot: BootTarget) -> Result<(), Full> {
         let (mac, uuid) = match key {
             MachineKey::Mac(m) => (Some(m), None),
             MachineKey::Uuid(u) => (None, Some(u)),
@@ -121,7 +125,7 @@ impl<const N: usize> Inventory<N> {
                 self.machines[i].boot = boot;
                 Ok(())
             }
-            None => Err(boot),
+            None => Err(Full),
         }
     }
 

@@ -24,7 +24,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve DHCP on a TAP device through the appliance's own IP stack.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Boot a simulated rack of machines against the appliance, in process.
     Rack(rack::RackArgs),
 }
@@ -94,7 +94,7 @@ fn parse_mac(s: &str) -> Result<MacAddr, String> {
 
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
-        Command::Serve(a) => serve(a),
+        Command::Serve(a) => serve(*a),
         Command::Rack(a) => rack::run(&a),
     };
     match result {

@@ -9,13 +9,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use appliance::dhcp::wire::{CLIENT_PORT, PROXY_PORT, SERVER_PORT};
-use appliance::dhcp::{Config, Datagram, Destination, LeaseState, LeaseTable, Mode, Server, Slot};
+use appliance::dhcp::{
+    Config, Datagram, Destination, Lease, LeaseState, LeaseTable, Mode, Server, Slot,
+};
 use appliance::frame::UdpFrame;
 use appliance::inventory::Inventory;
 use appliance::journal::Journal;
 use appliance::net::{Ipv4Net, MacAddr};
 use smoltcp::iface::{Interface, SocketSet};
-use smoltcp::phy::{self, Device, TxToken};
+use smoltcp::phy::{self, Device, TunTapInterface, TxToken};
 use smoltcp::socket::udp;
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, IpCidr, IpEndpoint};
@@ -56,6 +58,7 @@ pub fn run(opts: Options, config: Config) -> io::Result<()> {
     if replay.torn_bytes > 0 || journal.should_compact(server.leases().len()) {
         journal.compact(server.leases().iter())?;
     }
+    let mut log = LeaseLog { journal, errors: 0 };
     let mut inventory = Box::<Inventory<MACHINES>>::default();
 
     let mut device = tap::open(&opts.interface)?;
@@ -98,17 +101,13 @@ pub fn run(opts: Options, config: Config) -> io::Result<()> {
     let mut rx = [0u8; 1500];
     let mut tx = [0u8; 1500];
     let mut frame = [0u8; 1514];
-    let mut journal_errors = 0u32;
     while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
         iface.poll(now, &mut device, &mut sockets);
         let mut sent = false;
         for (port, handle) in ports {
-            loop {
-                let socket = sockets.get_mut::<udp::Socket>(handle);
-                let Ok((len, meta)) = socket.recv_slice(&mut rx) else {
-                    break;
-                };
+            let socket = sockets.get_mut::<udp::Socket>(handle);
+            while let Ok((len, meta)) = socket.recv_slice(&mut rx) {
                 let Some(src) = ipv4_endpoint(meta.endpoint) else {
                     continue;
                 };
@@ -122,33 +121,19 @@ pub fn run(opts: Options, config: Config) -> io::Result<()> {
                     writeln!(out, "{}", outcome.decision)?;
                 }
                 if let Some(lease) = outcome.change {
-                    if let Err(e) = journal.append(&lease) {
-                        journal_errors += 1;
-                        writeln!(out, "error journal append: {e}")?;
-                    }
+                    log.record(&lease, &mut out)?;
                 }
                 let Some((to, len)) = outcome.reply else {
                     continue;
                 };
-                let reply = &tx[..len];
-                let result = match to {
-                    Destination::Broadcast => socket
-                        .send_slice(reply, SocketAddrV4::new(Ipv4Addr::BROADCAST, CLIENT_PORT))
-                        .map_err(|e| e.to_string()),
-                    Destination::Unicast(addr) => {
-                        socket.send_slice(reply, addr).map_err(|e| e.to_string())
-                    }
-                    Destination::Link { mac, ip } => {
-                        let f = UdpFrame {
-                            src_mac: opts.mac,
-                            dst_mac: mac,
-                            src: SocketAddrV4::new(opts.ip.addr, port),
-                            dst: SocketAddrV4::new(ip, CLIENT_PORT),
-                        };
-                        send_frame(&mut device, now, &f, reply, &mut frame)
-                    }
+                let link = Link {
+                    device: &mut device,
+                    now,
+                    opts: &opts,
+                    port,
+                    frame: &mut frame,
                 };
-                match result {
+                match send_reply(socket, link, to, &tx[..len]) {
                     Ok(()) => sent = true,
                     Err(e) => writeln!(out, "error send to={to}: {e}")?,
                 }
@@ -157,20 +142,7 @@ pub fn run(opts: Options, config: Config) -> io::Result<()> {
         if sent {
             iface.poll(Instant::now(), &mut device, &mut sockets);
         }
-        if let Err(e) = journal.flush() {
-            journal_errors += 1;
-            writeln!(out, "error journal flush: {e}")?;
-        }
-        let live = server
-            .leases()
-            .iter()
-            .filter(|l| l.state != LeaseState::Offered);
-        if journal.should_compact(server.leases().len()) {
-            if let Err(e) = journal.compact(live) {
-                journal_errors += 1;
-                writeln!(out, "error journal compaction: {e}")?;
-            }
-        }
+        log.sync(server.leases(), &mut out)?;
         out.flush()?;
         let wait = iface
             .poll_delay(Instant::now(), &sockets)
@@ -182,11 +154,11 @@ pub fn run(opts: Options, config: Config) -> io::Result<()> {
             other => other?,
         }
     }
-    journal.flush()?;
+    log.journal.flush()?;
     let s = server.stats();
     writeln!(
         out,
-        "stopped leases={} received={} malformed={} ignored={} offers={} acks={} naks={} exhausted={} journal_errors={journal_errors}",
+        "stopped leases={} received={} malformed={} ignored={} offers={} acks={} naks={} exhausted={} journal_errors={}",
         server.leases().len(),
         s.received,
         s.malformed,
@@ -195,8 +167,86 @@ pub fn run(opts: Options, config: Config) -> io::Result<()> {
         s.acks,
         s.naks,
         s.exhausted,
+        log.errors,
     )?;
     out.flush()
+}
+
+/// The lease journal. A failing disk is logged and counted but never stops DHCP: the
+/// leases stay in memory and the next compaction rewrites them all.
+struct LeaseLog {
+    journal: Journal<FileStorage>,
+    errors: u32,
+}
+
+impl LeaseLog {
+    fn record(&mut self, lease: &Lease, out: &mut impl Write) -> io::Result<()> {
+        let result = self.journal.append(lease);
+        self.check(result, "append", out)
+    }
+
+    /// Writes this batch out, compacting once superseded records dominate.
+    fn sync(&mut self, leases: &LeaseTable<'_>, out: &mut impl Write) -> io::Result<()> {
+        let result = self.journal.flush();
+        self.check(result, "flush", out)?;
+        if self.journal.should_compact(leases.len()) {
+            let live = leases.iter().filter(|l| l.state != LeaseState::Offered);
+            let result = self.journal.compact(live);
+            self.check(result, "compaction", out)?;
+        }
+        Ok(())
+    }
+
+    fn check(
+        &mut self,
+        result: io::Result<()>,
+        what: &str,
+        out: &mut impl Write,
+    ) -> io::Result<()> {
+        if let Err(e) = result {
+            self.errors += 1;
+            writeln!(out, "error journal {what}: {e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What a reply needs to go out past the IP stack.
+struct Link<'a> {
+    device: &'a mut TunTapInterface,
+    now: Instant,
+    opts: &'a Options,
+    port: u16,
+    frame: &'a mut [u8],
+}
+
+fn send_reply(
+    socket: &mut udp::Socket<'_>,
+    link: Link<'_>,
+    to: Destination,
+    reply: &[u8],
+) -> Result<(), String> {
+    match to {
+        Destination::Broadcast => socket
+            .send_slice(reply, SocketAddrV4::new(Ipv4Addr::BROADCAST, CLIENT_PORT))
+            .map_err(|e| e.to_string()),
+        Destination::Unicast(addr) => socket.send_slice(reply, addr).map_err(|e| e.to_string()),
+        // The client cannot answer ARP yet: address the frame to its MAC ourselves.
+        Destination::Link { mac, ip } => {
+            let f = UdpFrame {
+                src_mac: link.opts.mac,
+                dst_mac: mac,
+                src: SocketAddrV4::new(link.opts.ip.addr, link.port),
+                dst: SocketAddrV4::new(ip, CLIENT_PORT),
+            };
+            let len = f
+                .emit(reply, link.frame)
+                .map_err(|_| "frame too large".to_string())?;
+            let token = link.device.transmit(link.now).ok_or("device busy")?;
+            token.consume(len, |dst| dst.copy_from_slice(&link.frame[..len]));
+            Ok(())
+        }
+    }
 }
 
 fn udp_socket(_port: u16) -> udp::Socket<'static> {
@@ -213,22 +263,6 @@ fn ipv4_endpoint(ep: IpEndpoint) -> Option<SocketAddrV4> {
     match ep.addr {
         smoltcp::wire::IpAddress::Ipv4(ip) => Some(SocketAddrV4::new(ip, ep.port)),
     }
-}
-
-/// Sends a frame past the IP stack, for a client that cannot answer ARP yet.
-fn send_frame<D: Device>(
-    device: &mut D,
-    now: Instant,
-    f: &UdpFrame,
-    payload: &[u8],
-    buf: &mut [u8],
-) -> Result<(), String> {
-    let len = f
-        .emit(payload, buf)
-        .map_err(|_| "frame too large".to_string())?;
-    let token = device.transmit(now).ok_or("device busy")?;
-    token.consume(len, |dst| dst.copy_from_slice(&buf[..len]));
-    Ok(())
 }
 
 fn unix_now() -> u64 {

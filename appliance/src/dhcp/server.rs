@@ -307,26 +307,17 @@ impl<'a> Server<'a> {
     ) -> Option<Answer> {
         let msg = ctx.msg;
         let mac = msg.chaddr;
-        if let Some(server) = msg.server_id {
-            if server != self.config.server_ip {
-                // The client chose another server: let our offer go.
-                if let Some(&l) = self
-                    .leases
-                    .by_mac(mac)
-                    .filter(|l| l.state == LeaseState::Offered)
-                {
-                    let _ = self.leases.bind(
-                        Lease {
-                            state: LeaseState::Released,
-                            expires: ctx.now,
-                            ..l
-                        },
-                        ctx.now,
-                    );
-                }
-                d.note = Some("chose-other-server");
-                return None;
+        if !self.ours(msg) {
+            // The client chose another server: let our offer go.
+            if let Some(&l) = self
+                .leases
+                .by_mac(mac)
+                .filter(|l| l.state == LeaseState::Offered)
+            {
+                self.release_lease(l, ctx.now);
             }
+            d.note = Some("chose-other-server");
+            return None;
         }
         let ip = match (msg.requested_ip, msg.ciaddr.is_unspecified()) {
             (Some(ip), _) => ip,
@@ -393,13 +384,7 @@ impl<'a> Server<'a> {
         d.ip = Some(ip);
         match self.leases.by_mac(ctx.msg.chaddr) {
             Some(&l) if l.ip == ip && self.ours(ctx.msg) => {
-                let released = Lease {
-                    state: LeaseState::Released,
-                    expires: ctx.now,
-                    ..l
-                };
-                let _ = self.leases.bind(released, ctx.now);
-                *change = Some(released);
+                *change = Some(self.release_lease(l, ctx.now));
                 self.stats.releases += 1;
                 d.note = Some("released");
             }
@@ -436,6 +421,18 @@ impl<'a> Server<'a> {
             _ => d.note = Some("unknown-lease"),
         }
         None
+    }
+
+    /// Marks a lease released now; the client keeps it as an affinity hint.
+    fn release_lease(&mut self, lease: Lease, now: u64) -> Lease {
+        let released = Lease {
+            state: LeaseState::Released,
+            expires: now,
+            ..lease
+        };
+        // The slot exists already, so binding it again cannot fail.
+        let _ = self.leases.bind(released, now);
+        released
     }
 
     fn ours(&self, msg: &Message<'_>) -> bool {

@@ -191,7 +191,7 @@ impl<'a> Message<'a> {
                 opt::VENDOR_CLASS => msg.vendor_class = value,
                 opt::USER_CLASS => msg.user_class = value,
                 opt::CLIENT_ARCH => {
-                    if value.len() < 2 || value.len() % 2 != 0 {
+                    if value.len() < 2 || !value.len().is_multiple_of(2) {
                         return Err(Error::BadOptionLength(code));
                     }
                     msg.client_arch = Some(u16::from_be_bytes([value[0], value[1]]));

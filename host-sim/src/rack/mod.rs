@@ -97,10 +97,10 @@ pub fn run(args: &RackArgs) -> Result<(), String> {
         };
         let now = EPOCH_SECS + now_ms / 1000;
         let outcome = server.handle(now, &dg, &mut inventory, &mut out);
-        if let Some((to, len)) = outcome.reply {
-            if let Some(target) = recipient(&machines, to, &out[..len]) {
-                machines[target].receive(&out[..len]);
-            }
+        if let Some((to, len)) = outcome.reply
+            && let Some(target) = recipient(&machines, to, &out[..len])
+        {
+            machines[target].receive(&out[..len]);
         }
         if machines[i].booted() {
             booted_at[i].get_or_insert(now_ms + WIRE_MS);
