@@ -124,3 +124,57 @@ fn parse_relay_pool(s: &str) -> Result<Subnet, String> {
         router,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args<'a>(pool: Option<&'a str>, reserve: &'a [String], relay: &'a [String]) -> DhcpArgs<'a> {
+        DhcpArgs {
+            ip: Ipv4Net::parse("10.77.0.1/24").unwrap(),
+            gateway: None,
+            pool,
+            lease_time: 3600,
+            dns: &[],
+            domain: None,
+            reserve,
+            reserve_uuid: &[],
+            relay_pools: relay,
+            http_port: 80,
+        }
+    }
+
+    #[test]
+    fn builds_full_proxy_and_relayed_configs() {
+        let relay = ["10.78.0.0/24=10.78.0.10-10.78.0.20,10.78.0.1".to_string()];
+        let reserve = ["52:54:00:aa:00:01=10.77.0.50".to_string()];
+        let c = dhcp_config(&args(Some("10.77.0.100-10.77.0.199"), &reserve, &relay)).unwrap();
+        assert_eq!(
+            (c.mode, c.subnets.len(), c.reservations.len()),
+            (Mode::Full, 2, 1)
+        );
+        assert_eq!(c.subnets[1].router, Some(Ipv4Addr::new(10, 78, 0, 1)));
+        assert_eq!(
+            dhcp_config(&args(None, &[], &[])).unwrap().mode,
+            Mode::Proxy
+        );
+    }
+
+    #[test]
+    fn bad_values_get_a_clear_error() {
+        let err = |pool, reserve: &[String], relay: &[String]| {
+            dhcp_config(&args(pool, reserve, relay)).unwrap_err()
+        };
+        assert!(err(Some("10.77.0.100"), &[], &[]).contains("expected FIRST-LAST"));
+        assert!(err(Some("10.77.1.1-10.77.1.9"), &[], &[]).contains("outside"));
+        assert!(err(Some("10.77.0.100-10.77.0.199"), &["nope".into()], &[]).contains("MAC=IP"));
+        assert!(
+            err(
+                Some("10.77.0.100-10.77.0.199"),
+                &[],
+                &["10.78.0.0/24".into()]
+            )
+            .contains("CIDR=FIRST-LAST")
+        );
+    }
+}

@@ -102,3 +102,62 @@ impl Storage for FileStorage {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use appliance::dhcp::{Lease, LeaseState};
+    use appliance::journal::Journal;
+    use appliance::net::MacAddr;
+
+    use super::*;
+
+    fn lease(n: u8) -> Lease {
+        Lease {
+            ip: Ipv4Addr::new(10, 77, 0, n),
+            mac: MacAddr([2, 0, 0, 0, 0, n]),
+            state: LeaseState::Bound,
+            expires: 99,
+        }
+    }
+
+    fn reopen(path: &Path) -> (Journal<FileStorage>, Vec<Lease>, usize) {
+        let mut seen = vec![];
+        let (j, replay) =
+            Journal::open(FileStorage::open(path).unwrap(), |l| seen.push(l)).unwrap();
+        (j, seen, replay.torn_bytes)
+    }
+
+    #[test]
+    fn survives_reopen_compaction_and_a_torn_tail() {
+        let dir = std::env::temp_dir().join(format!("host-sim-journal-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("leases.journal");
+        let _ = fs::remove_file(&path);
+        let (mut j, seen, _) = reopen(&path);
+        assert!(seen.is_empty());
+        for n in 1..=3 {
+            j.append(&lease(n)).unwrap();
+        }
+        j.flush().unwrap();
+        drop(j);
+        let (mut j, seen, _) = reopen(&path);
+        assert_eq!(seen, [lease(1), lease(2), lease(3)]);
+        j.compact([lease(3)].iter()).unwrap();
+        j.append(&lease(4)).unwrap();
+        j.flush().unwrap();
+        drop(j);
+        // A power cut in the middle of the last record.
+        let len = fs::metadata(&path).unwrap().len();
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(len - 3)
+            .unwrap();
+        let (_, seen, torn) = reopen(&path);
+        assert_eq!((seen, torn), (vec![lease(3)], 21));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
