@@ -55,6 +55,17 @@ impl Uuid {
         digits.next().is_none().then_some(Uuid(out))
     }
 
+    /// Converts between the canonical byte order and the EFI GUID order firmware puts in
+    /// DHCP option 97 (RFC 4578 follows EFI: the first three fields little-endian). The
+    /// swap is its own inverse.
+    pub fn swap_guid_order(self) -> Uuid {
+        let mut b = self.0;
+        b[..4].reverse();
+        b[4..6].reverse();
+        b[6..8].reverse();
+        Uuid(b)
+    }
+
     /// QEMU without `-smbios type=1,uuid=` and some boards send all zeros: not an identity.
     pub fn is_nil(&self) -> bool {
         self.0 == [0; 16]
@@ -148,6 +159,11 @@ mod tests {
             "8f1b2c3d-0000-4000-8000-00000000abcd"
         );
         assert!(Uuid::parse("8f1b").is_none());
+        // What QEMU's iPXE and OVMF send for -smbios type=1,uuid=12345678-9abc-4def-8123-...
+        let wire = Uuid::parse("78563412-bc9a-ef4d-8123-0000000b1051").unwrap();
+        let smbios = Uuid::parse("12345678-9abc-4def-8123-0000000b1051").unwrap();
+        assert_eq!(wire.swap_guid_order(), smbios);
+        assert_eq!(smbios.swap_guid_order(), wire);
         let net = Ipv4Net::parse("10.77.0.1/24").unwrap();
         assert_eq!(net.mask(), Ipv4Addr::new(255, 255, 255, 0));
         assert_eq!(net.broadcast(), Ipv4Addr::new(10, 77, 0, 255));

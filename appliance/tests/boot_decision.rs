@@ -112,7 +112,7 @@ fn plain_clients_get_no_boot_information() {
 
 #[test]
 fn options_66_67_when_requested_and_97_echoed() {
-    let uuid = [0x11; 16];
+    let uuid = *b"\x12\x34\x56\x78\x9a\xbc\x4d\xef\x81\x23\0\0\0\x0b\x10\x51";
     let r = offer_for(
         discover()
             .pxe(7)
@@ -124,9 +124,10 @@ fn options_66_67_when_requested_and_97_echoed() {
         b"10.77.0.1"
     );
     assert_eq!(r.bytes_of(OptionCode::BootfileName).unwrap(), b"ipxe.efi");
+    // Echoed exactly as sent, in the client's byte order.
     let echoed = r.bytes_of(OptionCode::ClientMachineIdentifier).unwrap();
     assert_eq!(echoed[0], 0);
-    assert_eq!(echoed[1..], uuid);
+    assert_eq!(echoed[1..], appliance::net::Uuid(uuid).swap_guid_order().0);
     let unasked = offer_for(discover().pxe(7));
     assert!(unasked.opt(OptionCode::TFTPServerName).is_none());
     assert!(unasked.opt(OptionCode::BootfileName).is_none());

@@ -149,7 +149,7 @@ fn relayed_requests_use_the_relays_subnet_and_go_back_to_the_relay() {
 #[test]
 fn reservations_by_mac_and_by_uuid_are_honoured_and_kept_from_others() {
     let mut c = config(Mode::Full);
-    let uuid = Uuid([9; 16]);
+    let uuid = Uuid::parse("12345678-9abc-4def-8123-0000000b1051").unwrap();
     c.reservations
         .push(Reservation {
             key: MachineKey::Mac(mac(1)),

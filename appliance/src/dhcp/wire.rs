@@ -224,10 +224,15 @@ impl<'a> Message<'a> {
         self.parameters.contains(&code)
     }
 
-    /// The SMBIOS UUID from option 97 (type 0 followed by 16 bytes), when it names a machine.
+    /// The SMBIOS UUID from option 97 (type 0 followed by 16 bytes in EFI GUID order),
+    /// when it names a machine.
     pub fn client_uuid(&self) -> Option<Uuid> {
         match self.client_uuid_raw {
-            [0, rest @ ..] => rest.try_into().ok().map(Uuid).filter(|u| !u.is_nil()),
+            [0, rest @ ..] => rest
+                .try_into()
+                .ok()
+                .map(|b| Uuid(b).swap_guid_order())
+                .filter(|u| !u.is_nil()),
             _ => None,
         }
     }

@@ -76,9 +76,10 @@ impl Req {
         self.pxe(arch).opt(DhcpOption::UserClass(b"iPXE".to_vec()))
     }
 
+    /// Option 97 as firmware sends it: the SMBIOS UUID in EFI GUID byte order.
     pub fn uuid(self, uuid: [u8; 16]) -> Req {
         let mut v = vec![0];
-        v.extend_from_slice(&uuid);
+        v.extend_from_slice(&appliance::net::Uuid(uuid).swap_guid_order().0);
         self.opt(DhcpOption::ClientMachineIdentifier(v))
     }
 

@@ -120,8 +120,9 @@ impl Machine {
         opts.insert(DhcpOption::ClassIdentifier(
             self.firmware.vendor_class().into(),
         ));
+        // Option 97 carries the SMBIOS UUID in EFI GUID byte order, as firmware sends it.
         let mut uuid = vec![0u8];
-        uuid.extend_from_slice(&self.uuid.0);
+        uuid.extend_from_slice(&self.uuid.swap_guid_order().0);
         opts.insert(DhcpOption::ClientMachineIdentifier(uuid));
         opts.insert(DhcpOption::ParameterRequestList(vec![
             OptionCode::SubnetMask,
