@@ -25,4 +25,8 @@ step "fuzz: DHCP decoder (${FUZZ_SECONDS}s)"
 (cd appliance/fuzz && mkdir -p corpus/dhcp_decode && RUSTC_BOOTSTRAP=1 cargo fuzz run dhcp_decode corpus/dhcp_decode seeds/dhcp_decode -- -max_total_time="$FUZZ_SECONDS" 2>&1 | tail -n 3)
 
 step "unit and end-to-end tests"
-cargo test --workspace
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --workspace 2>&1 | tee "$log"
+# One closing line for the whole run: cargo ends on the doc tests' "0 passed".
+awk '/^test result:/ { p += $4; f += $6 } END { printf "\ntests: %d passed, %d failed\n", p, f }' "$log"
