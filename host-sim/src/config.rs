@@ -2,6 +2,8 @@
 
 use std::net::Ipv4Addr;
 
+use appliance::dhcp::config::MAX_OPTION_LEN;
+use appliance::dhcp::pxe::{BootFile, BootTarget, MAX_BOOT_FILE};
 use appliance::dhcp::{Config, Mode, Reservation, Subnet};
 use appliance::inventory::MachineKey;
 use appliance::net::{Ipv4Net, MacAddr, Uuid};
@@ -18,6 +20,7 @@ pub struct DhcpArgs<'a> {
     pub reserve: &'a [String],
     pub reserve_uuid: &'a [String],
     pub relay_pools: &'a [String],
+    pub options: &'a [String],
     pub http_port: u16,
 }
 
@@ -76,8 +79,54 @@ pub fn dhcp_config(a: &DhcpArgs<'_>) -> Result<Config, String> {
             "reservations",
         )?;
     }
+    for spec in a.options {
+        push(
+            &mut config.extra_options,
+            parse_option(spec)?,
+            "--option values",
+        )?;
+    }
     config.validate().map_err(|e| e.to_string())?;
     Ok(config)
+}
+
+/// `CODE=HEX`: a DHCP option sent verbatim, e.g. `42=0a4d007b` (NTP server 10.77.0.123).
+fn parse_option(s: &str) -> Result<(u8, heapless::Vec<u8, MAX_OPTION_LEN>), String> {
+    let bad =
+        || format!("{s}: expected CODE=HEX with at most {MAX_OPTION_LEN} bytes, e.g. 42=0a4d007b");
+    let (code, hex) = s.split_once('=').ok_or_else(bad)?;
+    if hex.len() % 2 != 0 {
+        return Err(bad());
+    }
+    let mut value = heapless::Vec::new();
+    for pair in hex.as_bytes().chunks(2) {
+        let byte = std::str::from_utf8(pair)
+            .ok()
+            .and_then(|p| u8::from_str_radix(p, 16).ok());
+        value.push(byte.ok_or_else(bad)?).map_err(|_| bad())?;
+    }
+    Ok((code.parse().map_err(|_| bad())?, value))
+}
+
+/// `MAC|UUID=TARGET`, TARGET one of `local`, `script:URL`, `file:NAME`: a machine's boot
+/// target, as the provider will set it over the uplink.
+pub fn parse_boot_override(s: &str) -> Result<(MachineKey, BootTarget), String> {
+    let bad = || format!("{s}: expected MAC|UUID=local|script:URL|file:NAME");
+    let (key, target) = s.split_once('=').ok_or_else(bad)?;
+    let key = MacAddr::parse(key)
+        .map(MachineKey::Mac)
+        .or_else(|| Uuid::parse(key).map(MachineKey::Uuid))
+        .ok_or_else(bad)?;
+    let name = |v: &str| {
+        BootFile::try_from(v).map_err(|_| format!("{s}: longer than {MAX_BOOT_FILE} bytes"))
+    };
+    let target = match target.split_once(':') {
+        _ if target == "local" => BootTarget::Local,
+        Some(("script", url)) => BootTarget::Script(name(url)?),
+        Some(("file", file)) => BootTarget::File(name(file)?),
+        _ => return Err(bad()),
+    };
+    Ok((key, target))
 }
 
 fn push<T, const N: usize>(v: &mut heapless::Vec<T, N>, item: T, what: &str) -> Result<(), String> {
@@ -140,6 +189,7 @@ mod tests {
             reserve,
             reserve_uuid: &[],
             relay_pools: relay,
+            options: &[],
             http_port: 80,
         }
     }
@@ -176,5 +226,23 @@ mod tests {
             )
             .contains("CIDR=FIRST-LAST")
         );
+        assert!(parse_option("42=0a4d00").is_ok());
+        assert!(parse_option("42=0a4d0").unwrap_err().contains("CODE=HEX"));
+        assert!(parse_option("300=00").is_err());
+    }
+
+    #[test]
+    fn boot_overrides_by_mac_or_uuid() {
+        let mac = MacAddr([0x52, 0x54, 0, 0xaa, 0, 1]);
+        let parsed = parse_boot_override("52:54:00:aa:00:01=local").unwrap();
+        assert_eq!(parsed, (MachineKey::Mac(mac), BootTarget::Local));
+        let spec = "12345678-9abc-4def-8123-0000000b1051=script:http://10.77.0.9/x.ipxe";
+        let (key, target) = parse_boot_override(spec).unwrap();
+        assert!(matches!(key, MachineKey::Uuid(_)));
+        assert_eq!(
+            target,
+            BootTarget::Script("http://10.77.0.9/x.ipxe".try_into().unwrap())
+        );
+        assert!(parse_boot_override("52:54:00:aa:00:01=disk").is_err());
     }
 }

@@ -11,6 +11,8 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use appliance::dhcp::pxe::BootTarget;
+use appliance::inventory::MachineKey;
 use appliance::net::{Ipv4Net, MacAddr};
 use clap::{Args, Parser, Subcommand};
 
@@ -73,6 +75,12 @@ struct ServeArgs {
     /// A subnet behind a DHCP relay: CIDR=FIRST-LAST[,ROUTER]; repeatable.
     #[arg(long)]
     relay_pool: Vec<String>,
+    /// An extra DHCP option sent verbatim: CODE=HEX, e.g. 42=0a4d007b; repeatable.
+    #[arg(long = "option")]
+    options: Vec<String>,
+    /// A machine's boot target: MAC|UUID=local|script:URL|file:NAME; repeatable.
+    #[arg(long = "machine-boot", value_parser = config::parse_boot_override)]
+    machine_boot: Vec<(MachineKey, BootTarget)>,
     /// Lease table capacity.
     #[arg(long, default_value_t = 4096)]
     max_leases: usize,
@@ -123,6 +131,7 @@ fn serve(a: ServeArgs) -> Result<(), String> {
         reserve: &a.reserve,
         reserve_uuid: &a.reserve_uuid,
         relay_pools: &a.relay_pool,
+        options: &a.options,
         http_port: a.http_port,
     })?;
     let o = a.ip.addr.octets();
@@ -135,6 +144,7 @@ fn serve(a: ServeArgs) -> Result<(), String> {
         gateway: a.gateway,
         state_dir: a.state_dir,
         max_leases: a.max_leases,
+        machine_boot: a.machine_boot,
         quiet: a.quiet,
     };
     serve::run(opts, config).map_err(|e| e.to_string())

@@ -8,12 +8,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use appliance::dhcp::pxe::BootTarget;
 use appliance::dhcp::wire::{CLIENT_PORT, PROXY_PORT, SERVER_PORT};
 use appliance::dhcp::{
     Config, Datagram, Destination, Lease, LeaseState, LeaseTable, Mode, Server, Slot,
 };
 use appliance::frame::UdpFrame;
-use appliance::inventory::Inventory;
+use appliance::inventory::{Inventory, MachineKey};
 use appliance::journal::Journal;
 use appliance::net::{Ipv4Net, MacAddr};
 use smoltcp::iface::{Interface, SocketSet};
@@ -39,6 +40,8 @@ pub struct Options {
     pub gateway: Option<Ipv4Addr>,
     pub state_dir: PathBuf,
     pub max_leases: usize,
+    /// Boot targets set before any machine boots (the uplink sets them later).
+    pub machine_boot: Vec<(MachineKey, BootTarget)>,
     pub quiet: bool,
 }
 
@@ -60,6 +63,11 @@ pub fn run(opts: Options, config: Config) -> io::Result<()> {
     }
     let mut log = LeaseLog { journal, errors: 0 };
     let mut inventory = Box::<Inventory<MACHINES>>::default();
+    for (key, target) in &opts.machine_boot {
+        inventory.set_boot(*key, target.clone()).map_err(|_| {
+            io::Error::other("more --machine-boot entries than the machine table holds")
+        })?;
+    }
 
     let mut device = tap::open(&opts.interface)?;
     let fd = device.as_raw_fd();
