@@ -7,6 +7,7 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+pub mod assets;
 pub mod dhcp;
 pub mod frame;
 pub mod inventory;
