@@ -13,3 +13,4 @@ pub mod frame;
 pub mod inventory;
 pub mod journal;
 pub mod net;
+pub mod tftp;

@@ -1,6 +1,7 @@
 //! The appliance on Linux: `serve` runs it on a TAP device through its own IP stack;
 //! `rack` runs an in-process simulated rack of PXE-booting machines.
 
+mod assets_dir;
 mod config;
 mod journal_file;
 mod rack;
@@ -52,7 +53,7 @@ struct ServeArgs {
     /// proxyDHCP beside the site's DHCP server: boot files only, no addresses.
     #[arg(long)]
     proxy_dhcp: bool,
-    /// Directory of boot files (served over TFTP/HTTP by a later release).
+    /// Directory of boot files, served over TFTP and HTTP.
     #[arg(long)]
     boot_dir: PathBuf,
     /// Directory for the lease journal.
@@ -81,6 +82,9 @@ struct ServeArgs {
     /// A machine's boot target: MAC|UUID=local|script:URL|file:NAME; repeatable.
     #[arg(long = "machine-boot", value_parser = config::parse_boot_override)]
     machine_boot: Vec<(MachineKey, BootTarget)>,
+    /// Concurrent TFTP transfers.
+    #[arg(long, default_value_t = 128)]
+    tftp_transfers: usize,
     /// Lease table capacity.
     #[arg(long, default_value_t = 4096)]
     max_leases: usize,
@@ -143,6 +147,8 @@ fn serve(a: ServeArgs) -> Result<(), String> {
             .unwrap_or(MacAddr([0x02, 0x00, o[0], o[1], o[2], o[3]])),
         gateway: a.gateway,
         state_dir: a.state_dir,
+        boot_dir: a.boot_dir,
+        tftp_transfers: a.tftp_transfers.clamp(1, 4096),
         max_leases: a.max_leases,
         machine_boot: a.machine_boot,
         quiet: a.quiet,

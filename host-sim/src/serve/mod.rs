@@ -2,6 +2,7 @@
 //! One poll loop drives every service; each service owns its sockets.
 
 mod dhcp;
+mod tftp;
 
 use std::io::{self, BufWriter, Write};
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -17,13 +18,15 @@ use appliance::frame::UdpFrame;
 use appliance::inventory::{Inventory, MachineKey};
 use appliance::net::{Ipv4Net, MacAddr};
 use smoltcp::iface::{Interface, SocketSet};
-use smoltcp::phy::{self, TunTapInterface};
+use smoltcp::phy::{self, Device, TunTapInterface};
 use smoltcp::socket::udp;
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, IpCidr, IpEndpoint};
 
+use crate::assets_dir::DirStore;
 use crate::tap;
 use dhcp::DhcpPort;
+use tftp::TftpPort;
 
 /// Machines the host simulator remembers (a board picks its own, smaller, number).
 pub const MACHINES: usize = 1024;
@@ -38,7 +41,10 @@ pub struct Options {
     pub mac: MacAddr,
     pub gateway: Option<Ipv4Addr>,
     pub state_dir: PathBuf,
+    pub boot_dir: PathBuf,
     pub max_leases: usize,
+    /// Concurrent TFTP transfers.
+    pub tftp_transfers: usize,
     /// Boot targets set before any machine boots (the uplink sets them later).
     pub machine_boot: Vec<(MachineKey, BootTarget)>,
     pub quiet: bool,
@@ -52,6 +58,7 @@ pub struct Ctx<'a> {
     /// The appliance's own addressing, for frames sent past the IP stack.
     pub link: &'a UdpFrame,
     pub inventory: &'a mut Inventory<MACHINES>,
+    pub store: &'a mut DirStore,
     pub out: &'a mut dyn Write,
     pub quiet: bool,
 }
@@ -88,6 +95,10 @@ pub fn run(opts: Options, config: Config) -> io::Result<()> {
     }
     let mut sockets = SocketSet::new(vec![]);
     let mut dhcp = DhcpPort::open(config, opts.max_leases, &opts.state_dir, &mut sockets)?;
+    // The TAP's MTU counts the Ethernet header.
+    let ip_mtu = device.capabilities().max_transmission_unit - 14;
+    let mut tftp = TftpPort::open(opts.tftp_transfers, ip_mtu, &mut sockets)?;
+    let mut store = DirStore::new(opts.boot_dir.clone());
     let link = UdpFrame {
         src_mac: opts.mac,
         dst_mac: MacAddr::BROADCAST,
@@ -116,18 +127,27 @@ pub fn run(opts: Options, config: Config) -> io::Result<()> {
             device: &mut device,
             link: &link,
             inventory: &mut inventory,
+            store: &mut store,
             out: &mut out,
             quiet: opts.quiet,
         };
-        let sent = dhcp.process(&mut cx)?;
+        // Both run every pass; `|` (not `||`) so TFTP is never skipped.
+        let sent = dhcp.process(&mut cx)? | tftp.process(&mut cx)?;
         if sent {
             iface.poll(Instant::now(), &mut device, &mut sockets);
         }
         out.flush()?;
-        let wait = iface
-            .poll_delay(Instant::now(), &sockets)
-            .map_or(MAX_WAIT, |d| d.into())
-            .min(MAX_WAIT);
+        let now = Instant::now();
+        let tftp_due = tftp
+            .poll_at()
+            .map(|at| Duration::from_millis(at.saturating_sub(now.total_millis() as u64)));
+        let wait = [
+            iface.poll_delay(now, &sockets).map(Duration::from),
+            tftp_due,
+        ]
+        .into_iter()
+        .flatten()
+        .fold(MAX_WAIT, Duration::min);
         match phy::wait(fd, Some(wait.into())) {
             // A stop signal interrupts the wait; the loop condition sees it.
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -149,6 +169,7 @@ pub fn run(opts: Options, config: Config) -> io::Result<()> {
         s.exhausted,
         dhcp.journal_errors(),
     )?;
+    writeln!(out, "{}", tftp.stats())?;
     out.flush()
 }
 
