@@ -21,8 +21,18 @@ step "host simulator"
 cargo build -p host-sim
 cargo run -q -p host-sim -- rack --machines 48 --seed 1
 
-step "fuzz: DHCP decoder (${FUZZ_SECONDS}s)"
-(cd appliance/fuzz && mkdir -p corpus/dhcp_decode && RUSTC_BOOTSTRAP=1 cargo fuzz run dhcp_decode corpus/dhcp_decode seeds/dhcp_decode -- -max_total_time="$FUZZ_SECONDS" 2>&1 | tail -n 3)
+step "fuzz: every target, ${FUZZ_SECONDS}s each"
+(
+    cd appliance/fuzz
+    for target in $(RUSTC_BOOTSTRAP=1 cargo fuzz list); do
+        echo "-- $target"
+        mkdir -p "corpus/$target"
+        seeds=()
+        [ -d "seeds/$target" ] && seeds=("seeds/$target")
+        RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" "corpus/$target" "${seeds[@]}" -- \
+            -max_total_time="$FUZZ_SECONDS" 2>&1 | tail -n 2
+    done
+)
 
 step "unit and end-to-end tests"
 log=$(mktemp)
