@@ -10,6 +10,7 @@
 pub mod assets;
 pub mod dhcp;
 pub mod frame;
+pub mod http;
 pub mod inventory;
 pub mod journal;
 pub mod net;
