@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use appliance::dhcp::pxe::BootTarget;
+use appliance::http::ScriptConfig;
 use appliance::inventory::MachineKey;
 use appliance::net::{Ipv4Net, MacAddr};
 use clap::{Args, Parser, Subcommand};
@@ -88,9 +89,25 @@ struct ServeArgs {
     /// Lease table capacity.
     #[arg(long, default_value_t = 4096)]
     max_leases: usize,
-    /// Port of the HTTP server in iPXE script URLs.
+    /// Port of the HTTP server (and of the script URL DHCP hands to iPXE).
     #[arg(long, default_value_t = 80)]
     http_port: u16,
+    /// Concurrent HTTP connections.
+    #[arg(long, default_value_t = 64)]
+    http_connections: usize,
+    /// Template of /boot.ipxe, with {{server}} {{mac}} {{uuid}} {{arch}} {{kernel}}
+    /// {{initrd}} {{cmdline}} {{target}} (default: boot each machine's target).
+    #[arg(long)]
+    ipxe_script: Option<PathBuf>,
+    /// Boot-dir name of the kernel the default target boots.
+    #[arg(long, default_value = "vmlinuz")]
+    kernel: String,
+    /// Boot-dir name of the initrd the default target boots.
+    #[arg(long, default_value = "initrd.img")]
+    initrd: String,
+    /// Kernel command line of the default target.
+    #[arg(long, default_value = "console=ttyS0")]
+    cmdline: String,
     /// Do not log each DHCP decision.
     #[arg(long)]
     quiet: bool,
@@ -138,6 +155,23 @@ fn serve(a: ServeArgs) -> Result<(), String> {
         options: &a.options,
         http_port: a.http_port,
     })?;
+    let template = match &a.ipxe_script {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| format!("--ipxe-script {}: {e}", path.display()))?,
+        None => appliance::http::DEFAULT_TEMPLATE.to_owned(),
+    };
+    appliance::http::script::check_template(&template)
+        .map_err(|e| format!("--ipxe-script: {e:?}"))?;
+    // Read once at start-up and kept for the life of the process.
+    let keep = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let script = ScriptConfig {
+        port: a.http_port,
+        kernel: keep(a.kernel),
+        initrd: keep(a.initrd),
+        cmdline: keep(a.cmdline),
+        template: keep(template),
+        ..ScriptConfig::new(a.ip.addr)
+    };
     let o = a.ip.addr.octets();
     let opts = serve::Options {
         interface: a.interface,
@@ -149,6 +183,9 @@ fn serve(a: ServeArgs) -> Result<(), String> {
         state_dir: a.state_dir,
         boot_dir: a.boot_dir,
         tftp_transfers: a.tftp_transfers.clamp(1, 4096),
+        http_port: a.http_port,
+        http_connections: a.http_connections.clamp(1, 4096),
+        script,
         max_leases: a.max_leases,
         machine_boot: a.machine_boot,
         quiet: a.quiet,

@@ -2,6 +2,7 @@
 //! One poll loop drives every service; each service owns its sockets.
 
 mod dhcp;
+mod http;
 mod tftp;
 
 use std::io::{self, BufWriter, Write};
@@ -15,6 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use appliance::dhcp::pxe::BootTarget;
 use appliance::dhcp::{Config, Mode};
 use appliance::frame::UdpFrame;
+use appliance::http::ScriptConfig;
 use appliance::inventory::{Inventory, MachineKey};
 use appliance::net::{Ipv4Net, MacAddr};
 use smoltcp::iface::{Interface, SocketSet};
@@ -26,6 +28,7 @@ use smoltcp::wire::{EthernetAddress, IpCidr, IpEndpoint};
 use crate::assets_dir::DirStore;
 use crate::tap;
 use dhcp::DhcpPort;
+use http::HttpPort;
 use tftp::TftpPort;
 
 /// Machines the host simulator remembers (a board picks its own, smaller, number).
@@ -45,6 +48,11 @@ pub struct Options {
     pub max_leases: usize,
     /// Concurrent TFTP transfers.
     pub tftp_transfers: usize,
+    pub http_port: u16,
+    /// Concurrent HTTP connections.
+    pub http_connections: usize,
+    /// What `/boot.ipxe` renders.
+    pub script: ScriptConfig<'static>,
     /// Boot targets set before any machine boots (the uplink sets them later).
     pub machine_boot: Vec<(MachineKey, BootTarget)>,
     pub quiet: bool,
@@ -99,6 +107,12 @@ pub fn run(opts: Options, config: Config) -> io::Result<()> {
     let ip_mtu = device.capabilities().max_transmission_unit - 14;
     let mut tftp = TftpPort::open(opts.tftp_transfers, ip_mtu, &mut sockets)?;
     let mut store = DirStore::new(opts.boot_dir.clone());
+    let mut http = HttpPort::open(
+        opts.http_port,
+        opts.http_connections,
+        opts.script.clone(),
+        &mut sockets,
+    );
     let link = UdpFrame {
         src_mac: opts.mac,
         dst_mac: MacAddr::BROADCAST,
@@ -131,19 +145,20 @@ pub fn run(opts: Options, config: Config) -> io::Result<()> {
             out: &mut out,
             quiet: opts.quiet,
         };
-        // Both run every pass; `|` (not `||`) so TFTP is never skipped.
-        let sent = dhcp.process(&mut cx)? | tftp.process(&mut cx)?;
+        // Every service runs every pass: `|`, not `||`.
+        let mut sent = dhcp.process(&mut cx)? | tftp.process(&mut cx)?;
+        let leases = |ip| dhcp.server().leases().by_ip(ip).map(|l| l.mac);
+        sent |= http.process(&mut cx, &leases)?;
         if sent {
             iface.poll(Instant::now(), &mut device, &mut sockets);
         }
         out.flush()?;
         let now = Instant::now();
-        let tftp_due = tftp
-            .poll_at()
-            .map(|at| Duration::from_millis(at.saturating_sub(now.total_millis() as u64)));
+        let due = |at: u64| Duration::from_millis(at.saturating_sub(now.total_millis() as u64));
         let wait = [
             iface.poll_delay(now, &sockets).map(Duration::from),
-            tftp_due,
+            tftp.poll_at().map(due),
+            http.poll_at().map(due),
         ]
         .into_iter()
         .flatten()
