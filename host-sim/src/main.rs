@@ -5,6 +5,7 @@ mod assets_dir;
 mod config;
 mod journal_file;
 mod rack;
+mod runtime;
 mod serve;
 mod tap;
 
@@ -173,22 +174,21 @@ fn serve(a: ServeArgs) -> Result<(), String> {
         ..ScriptConfig::new(a.ip.addr)
     };
     let o = a.ip.addr.octets();
-    let opts = serve::Options {
-        interface: a.interface,
+    let settings = runtime::Settings {
         ip: a.ip,
         mac: a
             .mac
             .unwrap_or(MacAddr([0x02, 0x00, o[0], o[1], o[2], o[3]])),
         gateway: a.gateway,
         state_dir: a.state_dir,
-        boot_dir: a.boot_dir,
+        max_leases: a.max_leases,
         tftp_transfers: a.tftp_transfers.clamp(1, 4096),
         http_port: a.http_port,
         http_connections: a.http_connections.clamp(1, 4096),
         script,
-        max_leases: a.max_leases,
         machine_boot: a.machine_boot,
         quiet: a.quiet,
     };
-    serve::run(opts, config).map_err(|e| e.to_string())
+    let store = assets_dir::DirStore::new(a.boot_dir);
+    serve::run(&a.interface, settings, config, store).map_err(|e| e.to_string())
 }

@@ -53,7 +53,7 @@ pub fn run(args: &RackArgs) -> Result<(), String> {
     config.validate().map_err(|e| e.to_string())?;
     let mut slots = vec![Slot::EMPTY; 2 * args.machines.max(1)];
     let mut server = Server::new(config, LeaseTable::new(&mut slots));
-    let mut inventory = Box::<Inventory<{ crate::serve::MACHINES }>>::default();
+    let mut inventory = Box::<Inventory<{ crate::runtime::MACHINES }>>::default();
 
     let mut machines: Vec<Machine> = (0..args.machines)
         .map(|i| {

@@ -7,6 +7,9 @@ use appliance::tftp::{self, RequestOutcome, Server, Transfer};
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::udp;
 
+use appliance::assets::AssetStore;
+use smoltcp::phy::Device;
+
 use super::{Ctx, ipv4_endpoint};
 
 const TFTP_PORT: u16 = 69;
@@ -63,7 +66,10 @@ impl TftpPort {
     }
 
     /// Takes requests and ACKs, sends what is due; returns whether anything was sent.
-    pub fn process(&mut self, cx: &mut Ctx<'_>) -> io::Result<bool> {
+    pub fn process<D: Device, S: AssetStore>(
+        &mut self,
+        cx: &mut Ctx<'_, D, S>,
+    ) -> io::Result<bool> {
         let now = cx.now.total_millis() as u64;
         let mut rx = vec![0u8; self.packet.max(1500)];
         let mut tx = vec![0u8; self.packet];

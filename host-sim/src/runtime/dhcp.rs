@@ -5,16 +5,22 @@ use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::Path;
 
+use appliance::assets::AssetStore;
 use appliance::dhcp::wire::{CLIENT_PORT, PROXY_PORT, SERVER_PORT};
 use appliance::dhcp::{Config, Datagram, Destination, Lease, LeaseState, LeaseTable, Server, Slot};
 use appliance::frame::UdpFrame;
 use appliance::journal::Journal;
 use smoltcp::iface::{SocketHandle, SocketSet};
-use smoltcp::phy::{Device, TunTapInterface, TxToken};
+use smoltcp::phy::{Device, TxToken};
 use smoltcp::socket::udp;
 use smoltcp::time::Instant;
 
-use super::{Ctx, ipv4_endpoint, udp_socket, unix_now};
+use super::{Ctx, ipv4_endpoint, udp_socket};
+
+/// smoltcp's host clock counts from the Unix epoch; leases need wall-clock seconds.
+fn unix_secs(now: Instant) -> u64 {
+    (now.total_millis() / 1000) as u64
+}
 use crate::journal_file::FileStorage;
 
 pub struct DhcpPort {
@@ -60,7 +66,10 @@ impl DhcpPort {
     }
 
     /// Handles every datagram waiting; returns whether anything was sent.
-    pub fn process(&mut self, cx: &mut Ctx<'_>) -> io::Result<bool> {
+    pub fn process<D: Device, S: AssetStore>(
+        &mut self,
+        cx: &mut Ctx<'_, D, S>,
+    ) -> io::Result<bool> {
         let mut rx = [0u8; 1500];
         let mut tx = [0u8; 1500];
         let mut sent = false;
@@ -75,7 +84,9 @@ impl DhcpPort {
                     port,
                     payload: &rx[..len],
                 };
-                let outcome = self.server.handle(unix_now(), &dg, cx.inventory, &mut tx);
+                let outcome = self
+                    .server
+                    .handle(unix_secs(cx.now), &dg, cx.inventory, &mut tx);
                 if !cx.quiet {
                     writeln!(cx.out, "{}", outcome.decision)?;
                 }
@@ -138,9 +149,9 @@ impl LeaseLog {
     }
 }
 
-fn send_reply(
+fn send_reply<D: Device>(
     socket: &mut udp::Socket<'_>,
-    device: &mut TunTapInterface,
+    device: &mut D,
     now: Instant,
     link: &UdpFrame,
     port: u16,

@@ -12,6 +12,9 @@ use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::tcp::{self, State};
 use smoltcp::wire::IpEndpoint;
 
+use appliance::assets::AssetStore;
+use smoltcp::phy::Device;
+
 use super::{Ctx, MACHINES};
 
 const RX_BUFFER: usize = 4096;
@@ -61,9 +64,9 @@ impl HttpPort {
     }
 
     /// Moves bytes between the sockets and their connections; returns whether any were sent.
-    pub fn process(
+    pub fn process<D: Device, S: AssetStore>(
         &mut self,
-        cx: &mut Ctx<'_>,
+        cx: &mut Ctx<'_, D, S>,
         leases: &dyn Fn(Ipv4Addr) -> Option<MacAddr>,
     ) -> io::Result<bool> {
         let now = cx.now.total_millis() as u64;

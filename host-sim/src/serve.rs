@@ -1,0 +1,49 @@
+//! `host-sim serve`: the appliance on a TAP device, through smoltcp (its own IP stack), in
+//! real time until SIGINT or SIGTERM.
+
+use std::io::{self, BufWriter, Write};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use appliance::dhcp::{Config, Mode};
+use smoltcp::phy;
+use smoltcp::time::Instant;
+
+use crate::assets_dir::DirStore;
+use crate::runtime::{Runtime, Settings};
+use crate::tap;
+
+pub fn run(interface: &str, settings: Settings, config: Config, store: DirStore) -> io::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))?;
+    }
+    let mut device = tap::open(interface)?;
+    let fd = device.as_raw_fd();
+    let mode = if config.mode == Mode::Full {
+        "full"
+    } else {
+        "proxy"
+    };
+    let (ip, mac) = (settings.ip, settings.mac);
+    let mut runtime = Runtime::new(settings, config, store, &mut device, Instant::now())?;
+    let mut out = BufWriter::new(io::stdout().lock());
+    writeln!(
+        out,
+        "ready interface={interface} ip={ip} mac={mac} mode={mode} leases={}",
+        runtime.dhcp().leases().len()
+    )?;
+    out.flush()?;
+    while !stop.load(Ordering::Relaxed) {
+        let wait = runtime.poll(Instant::now(), &mut device, &mut out)?;
+        out.flush()?;
+        match phy::wait(fd, Some(wait.into())) {
+            // A stop signal interrupts the wait; the loop condition sees it.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            other => other?,
+        }
+    }
+    runtime.shutdown(&mut out)?;
+    out.flush()
+}
