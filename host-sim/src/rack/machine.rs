@@ -1,218 +1,275 @@
-//! A simulated rack machine's PXE client: firmware DHCP for the iPXE binary, then iPXE's
-//! DHCP for the script URL. Messages are built and read with `dhcproto`, a codec written
-//! independently of the appliance's, so each side checks the other.
+//! A simulated rack machine: its NIC on the segment, its own smoltcp stack, and the boot
+//! chain PXE firmware and iPXE run: DHCP, TFTP for the iPXE binary, DHCP again, HTTP for
+//! the script, the kernel and the initrd.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 
+use appliance::frame::UdpFrame;
 use appliance::net::{MacAddr, Uuid};
-use dhcproto::v4::{Architecture, DhcpOption, Flags, Message, MessageType, Opcode, OptionCode};
-use dhcproto::{Decodable, Decoder, Encodable};
+use smoltcp::iface::{Interface, SocketHandle, SocketSet};
+use smoltcp::socket::{tcp, udp};
+use smoltcp::time::Instant;
+use smoltcp::wire::{EthernetAddress, IpCidr};
 
-/// The firmware a simulated machine boots with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Firmware {
-    Bios,
-    UefiX64,
-    UefiArm64,
-}
+use super::dhcp_client::{Bound, DhcpClient, Firmware, Reply, Stage};
+use super::http_client::HttpClient;
+use super::segment::Nic;
+use super::tftp_client::TftpClient;
 
-impl Firmware {
-    pub const ALL: [Firmware; 3] = [Firmware::Bios, Firmware::UefiX64, Firmware::UefiArm64];
+/// DHCP retransmission: 4 s as PXE firmware does, doubling.
+const DHCP_TIMEOUT_MS: u64 = 4000;
+const HTTP_PORT: u16 = 80;
+const HTTP_RETRY_MS: u64 = 1000;
 
-    pub fn name(self) -> &'static str {
-        match self {
-            Firmware::Bios => "bios",
-            Firmware::UefiX64 => "uefi-x64",
-            Firmware::UefiArm64 => "uefi-arm64",
-        }
-    }
-
-    fn arch(self) -> u16 {
-        match self {
-            Firmware::Bios => 0,
-            Firmware::UefiX64 => 7,
-            Firmware::UefiArm64 => 11,
-        }
-    }
-
-    fn vendor_class(self) -> &'static str {
-        match self {
-            Firmware::Bios => "PXEClient:Arch:00000:UNDI:002001",
-            Firmware::UefiX64 => "PXEClient:Arch:00007:UNDI:003000",
-            Firmware::UefiArm64 => "PXEClient:Arch:00011:UNDI:003000",
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Stage {
-    Firmware,
-    Ipxe,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Step {
-    Discover,
-    Request { offered: Ipv4Addr, server: Ipv4Addr },
-    Done,
-}
-
-/// What a machine learned from the appliance.
-#[derive(Clone, Debug, Default)]
-pub struct Learned {
-    pub firmware_file: Option<String>,
-    pub script: Option<String>,
-    pub ip: Option<Ipv4Addr>,
-    pub exchanges: u32,
-    /// A reply that contradicted the protocol, e.g. a changed address between stages.
-    pub fault: Option<String>,
+enum Phase {
+    Dhcp,
+    Tftp(TftpClient),
+    Http(HttpClient),
+    Booted,
+    Failed(String),
 }
 
 pub struct Machine {
     pub mac: MacAddr,
-    pub uuid: Uuid,
     pub firmware: Firmware,
-    stage: Stage,
-    step: Step,
-    xid: u32,
-    pub learned: Learned,
+    nic: Nic,
+    iface: Interface,
+    sockets: SocketSet<'static>,
+    udp: SocketHandle,
+    tcp: SocketHandle,
+    local_port: u16,
+    dhcp: DhcpClient,
+    dhcp_deadline: u64,
+    dhcp_tries: u32,
+    http_retry_at: u64,
+    phase: Phase,
+    pub powered_on: u64,
+    pub booted_at: Option<u64>,
+    pub firmware_file: Option<String>,
+    pub script: Option<String>,
+    pub ip: Option<Ipv4Addr>,
+    pub retries: u32,
+    pub http: Vec<(String, usize, super::Digest)>,
+    pub tftp: Option<(String, super::Digest)>,
 }
 
 impl Machine {
-    pub fn new(mac: MacAddr, uuid: Uuid, firmware: Firmware, xid: u32) -> Machine {
+    pub fn new(
+        mac: MacAddr,
+        uuid: Uuid,
+        firmware: Firmware,
+        seed: u64,
+        mut nic: Nic,
+        powered_on: u64,
+    ) -> Machine {
+        let mut config = smoltcp::iface::Config::new(EthernetAddress(mac.0).into());
+        config.random_seed = seed;
+        let iface = Interface::new(config, &mut nic, Instant::from_millis(powered_on as i64));
+        let mut sockets = SocketSet::new(vec![]);
+        let udp = sockets.add(udp::Socket::new(
+            udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 32], vec![0; 32 * 1500]),
+            udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 8], vec![0; 8 * 1500]),
+        ));
+        let tcp = sockets.add(tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0; 64 * 1024]),
+            tcp::SocketBuffer::new(vec![0; 2048]),
+        ));
         Machine {
             mac,
-            uuid,
             firmware,
-            stage: Stage::Firmware,
-            step: Step::Discover,
-            xid,
-            learned: Learned::default(),
+            nic,
+            iface,
+            sockets,
+            udp,
+            tcp,
+            local_port: 49152 + (seed % 16000) as u16,
+            dhcp: DhcpClient::new(mac, uuid, firmware, seed as u32),
+            dhcp_deadline: powered_on,
+            dhcp_tries: 0,
+            http_retry_at: 0,
+            phase: Phase::Dhcp,
+            powered_on,
+            booted_at: None,
+            firmware_file: None,
+            script: None,
+            ip: None,
+            retries: 0,
+            http: Vec::new(),
+            tftp: None,
         }
     }
 
-    pub fn booted(&self) -> bool {
-        self.step == Step::Done
+    pub fn port(&self) -> usize {
+        self.nic.port()
     }
 
-    /// The next datagram this machine sends, if it is waiting on nothing.
-    pub fn next_request(&self) -> Option<Vec<u8>> {
-        let (kind, requested, server) = match self.step {
-            Step::Discover => (MessageType::Discover, None, None),
-            Step::Request { offered, server } => {
-                (MessageType::Request, Some(offered), Some(server))
-            }
-            Step::Done => return None,
-        };
-        let mut msg = Message::new(
-            Ipv4Addr::UNSPECIFIED,
-            Ipv4Addr::UNSPECIFIED,
-            Ipv4Addr::UNSPECIFIED,
-            Ipv4Addr::UNSPECIFIED,
-            &self.mac.0,
-        );
-        msg.set_xid(self.xid);
-        let opts = msg.opts_mut();
-        opts.insert(DhcpOption::MessageType(kind));
-        opts.insert(DhcpOption::ClientSystemArchitecture(Architecture::from(
-            self.firmware.arch(),
-        )));
-        opts.insert(DhcpOption::ClassIdentifier(
-            self.firmware.vendor_class().into(),
-        ));
-        // Option 97 carries the SMBIOS UUID in EFI GUID byte order, as firmware sends it.
-        let mut uuid = vec![0u8];
-        uuid.extend_from_slice(&self.uuid.swap_guid_order().0);
-        opts.insert(DhcpOption::ClientMachineIdentifier(uuid));
-        opts.insert(DhcpOption::ParameterRequestList(vec![
-            OptionCode::SubnetMask,
-            OptionCode::Router,
-            OptionCode::TFTPServerName,
-            OptionCode::BootfileName,
-        ]));
-        if let Some(ip) = requested {
-            opts.insert(DhcpOption::RequestedIpAddress(ip));
-        }
-        if let Some(server) = server {
-            opts.insert(DhcpOption::ServerIdentifier(server));
-        }
-        match self.stage {
-            // Firmware PXE sets the broadcast flag; iPXE does not and wants a unicast reply.
-            Stage::Firmware => {
-                msg.set_flags(Flags::default().set_broadcast());
-            }
-            Stage::Ipxe => {
-                let opts = msg.opts_mut();
-                opts.insert(DhcpOption::UserClass(b"iPXE".to_vec()));
-            }
-        }
-        msg.to_vec().ok()
+    pub fn finished(&self) -> bool {
+        matches!(self.phase, Phase::Booted | Phase::Failed(_))
     }
 
-    /// Takes a reply addressed to this machine.
-    pub fn receive(&mut self, bytes: &[u8]) {
-        let Ok(msg) = Message::decode(&mut Decoder::new(bytes)) else {
-            self.learned.fault = Some("undecodable reply".into());
-            return;
-        };
-        if msg.opcode() != Opcode::BootReply || msg.xid() != self.xid {
-            return;
+    pub fn failure(&self) -> Option<&str> {
+        match &self.phase {
+            Phase::Failed(why) => Some(why),
+            _ => None,
         }
-        let server = match msg.opts().get(OptionCode::ServerIdentifier) {
-            Some(DhcpOption::ServerIdentifier(ip)) => *ip,
-            _ => return self.fail("reply without server identifier"),
+    }
+
+    /// Runs the machine at `now_ms`; returns when it next needs to run.
+    pub fn poll(&mut self, now_ms: u64, server: Ipv4Addr) -> u64 {
+        let now = Instant::from_millis(now_ms as i64);
+        if let Err(why) = self.step(now_ms, server) {
+            self.phase = Phase::Failed(why);
+        }
+        self.iface.poll(now, &mut self.nic, &mut self.sockets);
+        if let Err(why) = self.step(now_ms, server) {
+            self.phase = Phase::Failed(why);
+        }
+        self.iface.poll(now, &mut self.nic, &mut self.sockets);
+        let stack = self
+            .iface
+            .poll_delay(now, &self.sockets)
+            .map_or(u64::MAX, |d| now_ms + d.total_millis());
+        let own = match &self.phase {
+            Phase::Dhcp => self.dhcp_deadline,
+            Phase::Tftp(t) => t.deadline().unwrap_or(u64::MAX),
+            Phase::Http(_) => self.http_retry_at,
+            _ => u64::MAX,
         };
-        let file = boot_file(&msg);
-        match (self.step, msg.opts().msg_type()) {
-            (Step::Discover, Some(MessageType::Offer)) => {
-                self.step = Step::Request {
-                    offered: msg.yiaddr(),
-                    server,
+        stack.min(own).max(now_ms + 1)
+    }
+
+    fn step(&mut self, now_ms: u64, server: Ipv4Addr) -> Result<(), String> {
+        self.take_dhcp_replies(now_ms)?;
+        match &mut self.phase {
+            Phase::Dhcp if now_ms >= self.dhcp_deadline => {
+                if self.dhcp_tries > 0 {
+                    self.retries += 1;
+                }
+                if self.dhcp_tries > 5 {
+                    return Err("no DHCP answer".into());
+                }
+                let payload = self
+                    .dhcp
+                    .request()
+                    .ok_or("DHCP client has nothing to send")?;
+                let frame = UdpFrame {
+                    src_mac: self.mac,
+                    dst_mac: MacAddr::BROADCAST,
+                    src: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68),
+                    dst: SocketAddrV4::new(Ipv4Addr::BROADCAST, 67),
                 };
+                let mut buf = vec![0u8; 1514];
+                let len = frame
+                    .emit(&payload, &mut buf)
+                    .map_err(|_| "DHCP frame too large")?;
+                buf.truncate(len);
+                self.nic
+                    .send_frame(Instant::from_millis(now_ms as i64), buf);
+                self.dhcp_deadline = now_ms + (DHCP_TIMEOUT_MS << self.dhcp_tries.min(3));
+                self.dhcp_tries += 1;
             }
-            (Step::Request { offered, .. }, Some(MessageType::Ack)) => {
-                self.learned.exchanges += 1;
-                if msg.yiaddr() != offered || self.learned.ip.is_some_and(|ip| ip != offered) {
-                    return self.fail("address changed");
-                }
-                self.learned.ip = Some(offered);
-                self.xid = self.xid.wrapping_add(1);
-                match self.stage {
-                    Stage::Firmware => {
-                        self.learned.firmware_file = file;
-                        self.stage = Stage::Ipxe;
-                        self.step = Step::Discover;
-                    }
-                    Stage::Ipxe => {
-                        self.learned.script = file;
-                        self.step = Step::Done;
-                    }
+            Phase::Tftp(client) => {
+                let socket = self.sockets.get_mut::<udp::Socket>(self.udp);
+                self.retries += client.poll(now_ms, socket)?;
+                if client.done {
+                    self.tftp = Some((client.name().to_owned(), client.received));
+                    // iPXE is loaded: it runs DHCP again, as iPXE.
+                    self.dhcp.restart_as_ipxe();
+                    self.dhcp_tries = 0;
+                    self.dhcp_deadline = now_ms;
+                    self.phase = Phase::Dhcp;
                 }
             }
-            (_, Some(MessageType::Nak)) => {
-                self.step = Step::Discover;
+            Phase::Http(client) => {
+                let socket = self.sockets.get_mut::<tcp::Socket>(self.tcp);
+                if !socket.is_open() {
+                    // Refused (every server socket busy) or not yet tried: connect again,
+                    // a second apart, as a TCP client's SYN retries would.
+                    if now_ms < self.http_retry_at {
+                        return Ok(());
+                    }
+                    if self.http_retry_at > 0 {
+                        self.retries += 1;
+                    }
+                    self.http_retry_at = now_ms + HTTP_RETRY_MS;
+                    socket
+                        .connect(self.iface.context(), (server, HTTP_PORT), self.local_port)
+                        .map_err(|e| format!("connect: {e}"))?;
+                }
+                client.poll(socket)?;
+                if client.done {
+                    self.http = std::mem::take(&mut client.fetched);
+                    socket.close();
+                    self.booted_at = Some(now_ms);
+                    self.phase = Phase::Booted;
+                }
             }
             _ => {}
         }
+        Ok(())
     }
 
-    fn fail(&mut self, why: &str) {
-        self.learned.fault = Some(why.into());
-        self.step = Step::Done;
+    /// DHCP replies arrive before the machine has an address: they are taken off the NIC
+    /// here, everything else is left to the IP stack.
+    fn take_dhcp_replies(&mut self, now_ms: u64) -> Result<(), String> {
+        let mut others = Vec::new();
+        while let Some(frame) = self.nic.take() {
+            match UdpFrame::parse(&frame) {
+                Some((f, payload)) if f.dst.port() == 68 => match self.dhcp.receive(payload)? {
+                    Reply::Ignored => {}
+                    Reply::Advanced => {
+                        self.dhcp_tries = 0;
+                        self.dhcp_deadline = now_ms;
+                    }
+                    Reply::Bound(bound) => self.bind(now_ms, bound)?,
+                },
+                _ => others.push(frame),
+            }
+        }
+        for frame in others.into_iter().rev() {
+            self.nic.put_back(frame);
+        }
+        Ok(())
     }
-}
 
-/// The boot file: the header's `file` field, or option 67 when it did not fit there.
-fn boot_file(msg: &Message) -> Option<String> {
-    // dhcproto keeps the field's NUL terminator.
-    let from_header = msg
-        .fname_str()
-        .and_then(Result::ok)
-        .map(|s| s.trim_end_matches('\0'))
-        .filter(|s| !s.is_empty());
-    let from_option = match msg.opts().get(OptionCode::BootfileName) {
-        Some(DhcpOption::BootfileName(b)) => String::from_utf8(b.clone()).ok(),
-        _ => None,
-    };
-    from_header.map(str::to_owned).or(from_option)
+    fn bind(&mut self, now_ms: u64, bound: Bound) -> Result<(), String> {
+        if self.ip.is_some_and(|ip| ip != bound.ip) {
+            return Err(format!(
+                "address changed from {:?} to {}",
+                self.ip, bound.ip
+            ));
+        }
+        if self.ip.is_none() {
+            self.iface.update_ip_addrs(|a| {
+                let _ = a.push(IpCidr::new(bound.ip.into(), 16));
+            });
+            self.nic.set_ip(bound.ip);
+            self.ip = Some(bound.ip);
+        }
+        let file = bound.file.ok_or("no boot file offered")?;
+        self.phase = match bound.stage {
+            Stage::Firmware => {
+                self.firmware_file = Some(file.clone());
+                let socket = self.sockets.get_mut::<udp::Socket>(self.udp);
+                socket.bind(self.local_port).map_err(|e| e.to_string())?;
+                let window = if self.firmware == Firmware::Bios {
+                    1
+                } else {
+                    4
+                };
+                Phase::Tftp(TftpClient::start(
+                    &file,
+                    bound.server,
+                    window,
+                    now_ms,
+                    socket,
+                ))
+            }
+            Stage::Ipxe => {
+                self.script = Some(file.clone());
+                Phase::Http(HttpClient::new(&file)?)
+            }
+        };
+        Ok(())
+    }
 }

@@ -73,6 +73,12 @@ impl HttpPort {
         let mut sent = false;
         for slot in &mut self.slots {
             let socket = cx.sockets.get_mut::<tcp::Socket>(slot.handle);
+            // The client closed first and all our data is acknowledged: only the ACK of our
+            // FIN is missing, which a machine that has moved on to its kernel never sends.
+            // Waiting for it would hold the socket until the timeout, in every PXE storm.
+            if socket.state() == State::LastAck && socket.send_queue() == 0 {
+                socket.abort();
+            }
             if matches!(socket.state(), State::Closed | State::TimeWait) {
                 if let Some((mut conn, peer)) = slot.conn.take() {
                     conn.release(now, cx.store);

@@ -1,0 +1,145 @@
+//! A simulated machine's HTTP client, as iPXE behaves: one keep-alive connection, the
+//! script first, then the kernel and initrd it names.
+
+use std::collections::VecDeque;
+
+use smoltcp::socket::tcp;
+
+use super::Digest;
+
+/// The response being read.
+#[derive(Default)]
+struct Response {
+    path: String,
+    head: Vec<u8>,
+    length: Option<usize>,
+    body: Vec<u8>,
+    read: usize,
+    digest: Digest,
+}
+
+pub struct HttpClient {
+    host: String,
+    queue: VecDeque<String>,
+    current: Option<Response>,
+    /// Every file fetched: path, size and digest.
+    pub fetched: Vec<(String, usize, Digest)>,
+    pub done: bool,
+}
+
+impl HttpClient {
+    /// Starts with the script URL from DHCP (`http://HOST/PATH`).
+    pub fn new(url: &str) -> Result<HttpClient, String> {
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or_else(|| format!("not an http URL: {url}"))?;
+        let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+        Ok(HttpClient {
+            host: host.to_owned(),
+            queue: VecDeque::from([format!("/{path}")]),
+            current: None,
+            fetched: Vec::new(),
+            done: false,
+        })
+    }
+
+    pub fn poll(&mut self, socket: &mut tcp::Socket<'_>) -> Result<(), String> {
+        if !socket.is_active() {
+            return Ok(());
+        }
+        if self.current.is_none() && socket.may_send() {
+            let Some(path) = self.queue.pop_front() else {
+                return Ok(());
+            };
+            let request = format!(
+                "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: rack-sim\r\n\r\n",
+                self.host
+            );
+            socket
+                .send_slice(request.as_bytes())
+                .map_err(|e| e.to_string())?;
+            self.current = Some(Response {
+                path,
+                ..Response::default()
+            });
+        }
+        while let Some(r) = self.current.as_mut() {
+            let got = socket
+                .recv(|buf| {
+                    let n = take(r, buf);
+                    (n, n)
+                })
+                .map_err(|e| e.to_string())?;
+            if r.length.is_some_and(|len| r.read == len) {
+                let r = self.current.take().unwrap_or_default();
+                self.finish(r)?;
+                continue;
+            }
+            if got == 0 {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, r: Response) -> Result<(), String> {
+        let status = String::from_utf8_lossy(&r.head);
+        if !status.starts_with("HTTP/1.1 200") {
+            return Err(format!(
+                "GET {}: {}",
+                r.path,
+                status.lines().next().unwrap_or("")
+            ));
+        }
+        if r.path.contains(".ipxe") {
+            let script = String::from_utf8_lossy(&r.body).into_owned();
+            for line in script.lines() {
+                let mut words = line.split_whitespace();
+                if let (Some("kernel" | "initrd" | "chain"), Some(url)) =
+                    (words.next(), words.next())
+                {
+                    let path = url
+                        .strip_prefix("http://")
+                        .and_then(|u| u.split_once('/'))
+                        .map(|(_, p)| p);
+                    self.queue.push_back(format!(
+                        "/{}",
+                        path.ok_or_else(|| format!("bad URL {url}"))?
+                    ));
+                }
+            }
+        }
+        self.fetched.push((r.path, r.read, r.digest));
+        self.done = self.queue.is_empty();
+        Ok(())
+    }
+}
+
+/// Feeds received bytes into the response: the head first, then the body.
+fn take(r: &mut Response, buf: &[u8]) -> usize {
+    let mut used = 0;
+    if r.length.is_none() {
+        for &b in buf {
+            used += 1;
+            r.head.push(b);
+            if r.head.ends_with(b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&r.head).to_ascii_lowercase();
+                let length = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok());
+                r.length = Some(length.unwrap_or(0));
+                break;
+            }
+        }
+    }
+    let Some(len) = r.length else { return used };
+    let n = (len - r.read).min(buf.len() - used);
+    let body = &buf[used..used + n];
+    r.digest.update(body);
+    if r.path.contains(".ipxe") {
+        r.body.extend_from_slice(body);
+    }
+    r.read += n;
+    used + n
+}
