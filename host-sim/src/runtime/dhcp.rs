@@ -23,6 +23,9 @@ fn unix_secs(now: Instant) -> u64 {
 }
 use crate::journal_file::FileStorage;
 
+/// Requests handled per socket per pass.
+const BATCH: usize = 32;
+
 pub struct DhcpPort {
     server: Server<'static>,
     log: LeaseLog,
@@ -75,7 +78,11 @@ impl DhcpPort {
         let mut sent = false;
         for (port, handle) in self.sockets {
             let socket = cx.sockets.get_mut::<udp::Socket>(handle);
-            while let Ok((len, meta)) = socket.recv_slice(&mut rx) {
+            // A batch per pass, so replies leave in small bursts a relay's socket absorbs.
+            for _ in 0..BATCH {
+                let Ok((len, meta)) = socket.recv_slice(&mut rx) else {
+                    break;
+                };
                 let Some(src) = ipv4_endpoint(meta.endpoint) else {
                     continue;
                 };
@@ -104,6 +111,13 @@ impl DhcpPort {
         }
         self.log.sync(self.server.leases(), cx.out)?;
         Ok(sent)
+    }
+
+    /// Datagrams are waiting beyond this pass's batch.
+    pub fn pending(&self, sockets: &SocketSet<'static>) -> bool {
+        self.sockets
+            .iter()
+            .any(|&(_, h)| sockets.get::<udp::Socket>(h).can_recv())
     }
 
     pub fn journal_errors(&self) -> u32 {

@@ -174,6 +174,9 @@ impl<S: AssetStore> Runtime<S> {
         if sent {
             self.iface.poll(now, device, &mut self.sockets);
         }
+        if self.dhcp.pending(&self.sockets) {
+            return Ok(Duration::ZERO);
+        }
         let due = |at: u64| Duration::from_millis(at.saturating_sub(now.total_millis() as u64));
         Ok([
             self.iface
