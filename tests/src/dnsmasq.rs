@@ -45,6 +45,11 @@ impl Dnsmasq {
         self.child.log()
     }
 
+    /// `Err` with the end of its log once dnsmasq has exited.
+    pub fn check_alive(&mut self) -> Result<(), String> {
+        self.child.check_alive()
+    }
+
     /// Waits for `DHCPACK(eth0) <ip> <mac>` and returns the address.
     pub fn wait_ack(&mut self, mac: &str, timeout: Duration) -> Result<String, String> {
         let log = self.child.log().clone();

@@ -122,6 +122,11 @@ impl HostSim {
         self.child.log()
     }
 
+    /// `Err` with the end of its log once host-sim has exited.
+    pub fn check_alive(&mut self) -> Result<(), String> {
+        self.child.check_alive()
+    }
+
     pub fn log_path(&self) -> PathBuf {
         self.child.log_path()
     }

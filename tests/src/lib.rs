@@ -9,6 +9,7 @@
 //! ```
 //! No address exists outside these namespaces and nothing is routed out of them.
 
+pub mod boot;
 pub mod dhclient;
 pub mod dnsmasq;
 pub mod hostsim;
@@ -80,16 +81,20 @@ pub fn host_sim() -> PathBuf {
         );
         return p;
     }
-    let target = env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let p = target.join("debug/host-sim");
+    let p = target_dir().join("debug/host-sim");
     assert!(
         p.is_file(),
         "host-sim binary not found at {}: run `cargo build -p host-sim` first (or set HOST_SIM_BIN)",
         p.display()
     );
     p
+}
+
+/// Cargo's target directory: `$CARGO_TARGET_DIR`, else `<workspace>/target`.
+pub fn target_dir() -> PathBuf {
+    env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
 }
 
 /// A name unique to this test process and test: `e2e-<pid>-<test>-<role>`. Namespaces are named

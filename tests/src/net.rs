@@ -238,9 +238,22 @@ pub struct Capture {
 
 impl Capture {
     pub fn start(ns: &Netns, iface: &str, filter: &str, out: &Path) -> Capture {
+        Capture::start_with(ns, iface, filter, out, &[])
+    }
+
+    /// Like [`Capture::start`] with extra tcpdump options (`-A` to print payloads, say).
+    pub fn start_with(
+        ns: &Netns,
+        iface: &str,
+        filter: &str,
+        out: &Path,
+        extra: &[&str],
+    ) -> Capture {
         crate::require_tool("tcpdump", "tcpdump");
         let mut cmd = ns.command("tcpdump");
-        cmd.args(["-i", iface, "-n", "-l", "--immediate-mode", filter]);
+        cmd.args(["-i", iface, "-n", "-l", "--immediate-mode"])
+            .args(extra)
+            .arg(filter);
         let mut child = Child::spawn("tcpdump", &mut cmd, out);
         child
             .log()
@@ -283,7 +296,15 @@ pub fn in_netns<T: Send + 'static>(
     ns: &Netns,
     f: impl FnOnce() -> Result<T, String> + Send + 'static,
 ) -> Result<T, String> {
-    let path = Path::new("/run/netns").join(ns.name());
+    in_named_netns(ns.name(), f)
+}
+
+/// [`in_netns`] by the namespace's name (for threads that cannot borrow the [`Netns`]).
+pub fn in_named_netns<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    let path = Path::new("/run/netns").join(name);
     std::thread::spawn(move || {
         let file = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         // SAFETY: setns(2) with a valid fd of a network namespace; it changes only this thread.

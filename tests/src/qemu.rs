@@ -34,6 +34,21 @@ impl Vm {
         mac: &str,
         uuid: &str,
     ) -> Vm {
+        Vm::start_with(rack, wd, name, tap, fw, mac, uuid, &[])
+    }
+
+    /// Like [`Vm::start`] with extra QEMU arguments (`-fw_cfg ...`, `-no-reboot`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_with(
+        rack: &Rack,
+        wd: &Workdir,
+        name: &str,
+        tap: &str,
+        fw: Firmware,
+        mac: &str,
+        uuid: &str,
+        extra: &[&str],
+    ) -> Vm {
         require_tool("qemu-system-x86_64", "qemu-system-x86");
         rack.add_tap(tap);
         let serial = wd.file(&format!("{name}-serial.txt"));
@@ -80,6 +95,7 @@ impl Vm {
                     .arg(format!("virtio-net-pci,netdev=n0,mac={mac},romfile="));
             }
         }
+        cmd.args(extra);
         let child = Child::spawn(name, &mut cmd, &wd.file(&format!("{name}.log")));
         Vm { child }
     }
