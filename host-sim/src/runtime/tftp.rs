@@ -84,6 +84,8 @@ impl TftpPort {
             {
                 sent |= listener.send_slice(&tx[..len], src).is_ok();
             }
+            // The event queue is small: drain it per request, so a storm loses no line.
+            log_events(&mut self.server, cx.out, cx.quiet)?;
         }
         for (slot, &handle) in self.slots.iter().enumerate() {
             let socket = cx.sockets.get_mut::<udp::Socket>(handle);
@@ -97,6 +99,7 @@ impl TftpPort {
                 {
                     sent |= socket.send_slice(&tx[..len], src).is_ok();
                 }
+                log_events(&mut self.server, cx.out, cx.quiet)?;
             }
         }
         while let Some(t) = self.server.dispatch(now, cx.store, &mut tx) {
@@ -106,12 +109,9 @@ impl TftpPort {
                 // Lost like a dropped packet: the transfer's timer resends it.
                 Err(e) => writeln!(cx.out, "error tftp send slot={} to={}: {e}", t.slot, t.dst)?,
             }
+            log_events(&mut self.server, cx.out, cx.quiet)?;
         }
-        while let Some(event) = self.server.poll_event() {
-            if !cx.quiet {
-                writeln!(cx.out, "{event}")?;
-            }
-        }
+        log_events(&mut self.server, cx.out, cx.quiet)?;
         Ok(sent)
     }
 
@@ -123,4 +123,17 @@ impl TftpPort {
     pub fn stats(&self) -> tftp::Stats {
         self.server.stats()
     }
+}
+
+fn log_events(
+    server: &mut Server<'_>,
+    out: &mut dyn std::io::Write,
+    quiet: bool,
+) -> io::Result<()> {
+    while let Some(event) = server.poll_event() {
+        if !quiet {
+            writeln!(out, "{event}")?;
+        }
+    }
+    Ok(())
 }
