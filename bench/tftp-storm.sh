@@ -38,7 +38,7 @@
 #   HOST_SIM_ARGS extra arguments of host-sim serve, e.g. "--tftp-transfers 64" (default none)
 #   REPORT        where the report goes (default bench/results/tftp-DATE.md; a copy is in the raw dir)
 #   ATFTPD        atftpd binary (default: `command -v atftpd`, else /opt/atftpd/usr/sbin/atftpd;
-#                 Debian's atftpd and tftpd-hpa packages conflict, see bench/BENCHMARKS-tftp.md)
+#                 Debian's atftpd and tftpd-hpa packages conflict, see BENCHMARKS.md)
 #
 # Everything happens in two network namespaces created here (btftp-srv-PID, btftp-cli-PID)
 # joined by one veth pair; nothing is sent anywhere else. All of it is removed on exit.
@@ -47,8 +47,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-SERVERS=${SERVERS:-"host-sim host-sim-ws1 tftpd-hpa atftpd dnsmasq"}
-HTTP_SERVERS=${HTTP_SERVERS:-"host-sim nginx nginx-2w"}
+SERVERS=${SERVERS-"host-sim host-sim-ws1 tftpd-hpa atftpd dnsmasq"}
+HTTP_SERVERS=${HTTP_SERVERS-"host-sim nginx nginx-2w"}
 REPS=${REPS:-3}
 CLIENTS=${CLIENTS:-48}
 BIG_MIB=${BIG_MIB:-32}
@@ -693,7 +693,8 @@ render() {
     echo "### Per run"
     echo
     echo "Fastest small = the quickest of the $CLIENTS small transfers; last start = when the last client"
-    echo "process started (launch spread). Server CPU = user+sys (+ reaped children) during the storm."
+    echo "got going after t0 (launch spread). Server CPU = user+sys of the server's processes during"
+    echo "the storm (n/a for tftpd-hpa: its per-transfer children are not waited for, so not counted)."
     echo "Drops: client UDP rcvbuf / server UDP rcvbuf / frames dropped into apl0 (host-sim only)."
     echo "Client pkts/block = datagrams the clients sent (RRQs, ACKs) per DATA block: ~1 lockstep,"
     echo "~1/$WINDOW when windowsize $WINDOW was granted. Client timeouts = atftp \"timeout\""
