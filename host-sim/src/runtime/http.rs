@@ -89,6 +89,12 @@ impl HttpPort {
                 socket.listen(self.port).map_err(io::Error::other)?;
                 continue;
             }
+            // A client that connected and closed before we saw it (a probe, a health
+            // check) would otherwise hold the socket until its timeout.
+            if slot.conn.is_none() && socket.state() == State::CloseWait {
+                socket.abort();
+                continue;
+            }
             if slot.conn.is_none() && socket.state() == State::Established {
                 let Some(peer) = socket.remote_endpoint() else {
                     continue;
