@@ -673,7 +673,7 @@ render() {
     echo
     echo "## TFTP: PXE storm"
     echo
-    echo "Storm = from launch until the last of the $CLIENTS small transfers is done; big = the $BIG_MIB MiB"
+    echo "Storm = from t0 until the last of the $CLIENTS small transfers is done; big = the $BIG_MIB MiB"
     echo "transfer's own time (running alongside); aggregate = bytes delivered correctly by all"
     echo "$((CLIENTS + 1)) transfers / time until the last one is done (MB = 10^6 bytes); failures ="
     echo "transfers that exited non-zero, timed out or differ from the original, summed over the runs."
