@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod assets;
+pub mod bmc;
 pub mod dhcp;
 pub mod frame;
 pub mod http;
