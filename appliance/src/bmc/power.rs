@@ -1,1 +1,455 @@
-//! The power manager.
+//! The power manager: for each machine a desired and an observed power state, reconciled
+//! through its BMC.
+//!
+//! It decides *what* to ask which BMC and *when*; the adapter owns one client (IPMI or
+//! Redfish) per BMC, runs the jobs it hands out and reports each result back. BMCs freeze
+//! under bursts and run out of sessions, so the manager keeps at most one operation in flight
+//! per BMC, a bounded number of BMCs in flight overall, a minimum interval between power
+//! operations on one machine, and backs off exponentially after failures.
+//!
+//! The table is a caller-provided slice with one slot per BMC: adding to a full table fails
+//! with [`Full`] and changes nothing.
+
+use super::{Error, Operation, PowerAction, PowerState, PxeBoot};
+use crate::net::MacAddr;
+
+/// Times are milliseconds on the adapter's monotonic clock.
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    /// BMCs with an operation in flight at once.
+    pub max_in_flight: usize,
+    /// Re-read the power state this often, to notice changes made by others.
+    pub status_interval_ms: u64,
+    /// Least time between two power operations on one machine.
+    pub min_power_interval_ms: u64,
+    /// First delay after a failure; doubles per consecutive failure up to `max_backoff_ms`.
+    pub backoff_ms: u64,
+    pub max_backoff_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_in_flight: 16,
+            status_interval_ms: 30_000,
+            min_power_interval_ms: 5_000,
+            backoff_ms: 1_000,
+            max_backoff_ms: 60_000,
+        }
+    }
+}
+
+/// Index of a BMC in the table.
+pub type BmcId = usize;
+
+/// One BMC and the machine it powers.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Slot {
+    machine: Option<MacAddr>,
+    desired: Option<PowerState>,
+    observed: Option<PowerState>,
+    /// A network-boot override to set before the next power-on.
+    pxe: Option<PxeBoot>,
+    /// A one-off action (cycle, reset) asked for explicitly; runs once.
+    action: Option<PowerAction>,
+    in_flight: Option<Operation>,
+    /// The next periodic status read.
+    next_status_at: u64,
+    /// Nothing before this time: the backoff after a failure.
+    retry_at: u64,
+    last_power_op: Option<u64>,
+    failures: u32,
+    last_error: Option<Error>,
+}
+
+/// The table is full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Full;
+
+/// What the rest of the appliance hears from the manager.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The BMC reports a different power state than before (or the first one).
+    PowerChanged {
+        bmc: BmcId,
+        machine: Option<MacAddr>,
+        state: PowerState,
+    },
+    /// An operation failed; the manager retries after a backoff.
+    Failed {
+        bmc: BmcId,
+        op: Operation,
+        error: Error,
+    },
+}
+
+/// A BMC's state as the manager sees it, for status displays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct View {
+    pub machine: Option<MacAddr>,
+    pub desired: Option<PowerState>,
+    pub observed: Option<PowerState>,
+    pub failures: u32,
+    pub last_error: Option<Error>,
+}
+
+pub struct PowerManager<'a> {
+    config: Config,
+    slots: &'a mut [Slot],
+    used: usize,
+    in_flight: usize,
+}
+
+impl<'a> PowerManager<'a> {
+    pub fn new(config: Config, slots: &'a mut [Slot]) -> PowerManager<'a> {
+        slots.fill(Slot::default());
+        PowerManager {
+            config,
+            slots,
+            used: 0,
+            in_flight: 0,
+        }
+    }
+
+    /// Registers a BMC, optionally tied to the machine it powers. Its state is read first.
+    pub fn add(&mut self, machine: Option<MacAddr>, now: u64) -> Result<BmcId, Full> {
+        let id = self.used;
+        let slot = self.slots.get_mut(id).ok_or(Full)?;
+        *slot = Slot {
+            machine,
+            next_status_at: now,
+            ..Slot::default()
+        };
+        self.used += 1;
+        Ok(id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.used
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.used == 0
+    }
+
+    pub fn view(&self, bmc: BmcId) -> Option<View> {
+        self.slots().get(bmc).map(|s| View {
+            machine: s.machine,
+            desired: s.desired,
+            observed: s.observed,
+            failures: s.failures,
+            last_error: s.last_error,
+        })
+    }
+
+    /// The power state this machine should have. With `pxe`, a power-on is preceded by a
+    /// network-boot override (so a machine turned on for a cluster boots from the appliance).
+    pub fn set_desired(&mut self, bmc: BmcId, state: PowerState, pxe: Option<PxeBoot>) {
+        if let Some(s) = self.slot_mut(bmc) {
+            s.desired = Some(state);
+            s.pxe = if state == PowerState::On { pxe } else { None };
+        }
+    }
+
+    /// Runs `action` once (e.g. a reboot request), after any operation in flight.
+    pub fn request(&mut self, bmc: BmcId, action: PowerAction) {
+        if let Some(s) = self.slot_mut(bmc) {
+            s.action = Some(action);
+        }
+    }
+
+    /// Re-reads the power state at the next opportunity instead of at the status interval.
+    pub fn refresh(&mut self, bmc: BmcId, now: u64) {
+        if let Some(s) = self.slot_mut(bmc) {
+            s.next_status_at = s.next_status_at.min(now);
+        }
+    }
+
+    /// The next operation to start, if a BMC is due and the in-flight bound allows.
+    pub fn poll_job(&mut self, now: u64) -> Option<(BmcId, Operation)> {
+        if self.in_flight >= self.config.max_in_flight {
+            return None;
+        }
+        let config = self.config;
+        let (id, op) = self
+            .slots()
+            .iter()
+            .enumerate()
+            .find(|(_, s)| s.in_flight.is_none() && s.due(&config) <= now)
+            .map(|(id, s)| (id, s.next_op(&config, now)))?;
+        let slot = self.slot_mut(id)?;
+        slot.in_flight = Some(op);
+        if !matches!(op, Operation::Status) {
+            slot.last_power_op = Some(now);
+        }
+        self.in_flight += 1;
+        Some((id, op))
+    }
+
+    /// Records the result of the operation started for `bmc`.
+    pub fn complete(
+        &mut self,
+        bmc: BmcId,
+        result: Result<PowerState, Error>,
+        now: u64,
+    ) -> Option<Event> {
+        let config = self.config;
+        let slot = self.slots.get_mut(..self.used)?.get_mut(bmc)?;
+        let op = slot.in_flight.take()?;
+        self.in_flight = self.in_flight.saturating_sub(1);
+        match result {
+            Ok(state) => {
+                slot.failures = 0;
+                slot.last_error = None;
+                slot.retry_at = 0;
+                match op {
+                    Operation::BootPxe(_) => slot.pxe = None,
+                    Operation::Power(action) if slot.action == Some(action) => slot.action = None,
+                    _ => {}
+                }
+                let changed = slot.observed != Some(state);
+                slot.observed = Some(state);
+                slot.next_status_at = now.saturating_add(config.status_interval_ms);
+                changed.then_some(Event::PowerChanged {
+                    bmc,
+                    machine: slot.machine,
+                    state,
+                })
+            }
+            Err(error) => {
+                slot.failures = slot.failures.saturating_add(1);
+                slot.last_error = Some(error);
+                let shift = slot.failures.saturating_sub(1).min(16);
+                let delay = config
+                    .backoff_ms
+                    .saturating_mul(1 << shift)
+                    .min(config.max_backoff_ms);
+                slot.retry_at = now.saturating_add(delay);
+                if error == Error::Unsupported {
+                    // Retrying cannot help: drop what the BMC does not offer.
+                    match op {
+                        Operation::Power(action) if slot.action == Some(action) => {
+                            slot.action = None
+                        }
+                        Operation::BootPxe(_) => slot.pxe = None,
+                        _ => {}
+                    }
+                }
+                Some(Event::Failed { bmc, op, error })
+            }
+        }
+    }
+
+    /// When `poll_job` may next have something to start.
+    pub fn poll_at(&self) -> Option<u64> {
+        let config = self.config;
+        self.slots()
+            .iter()
+            .filter(|s| s.in_flight.is_none())
+            .map(|s| s.due(&config))
+            .min()
+    }
+
+    fn slots(&self) -> &[Slot] {
+        self.slots.get(..self.used).unwrap_or_default()
+    }
+
+    fn slot_mut(&mut self, bmc: BmcId) -> Option<&mut Slot> {
+        self.slots.get_mut(..self.used)?.get_mut(bmc)
+    }
+}
+
+impl Slot {
+    fn wants_power_op(&self) -> bool {
+        self.observed.is_some()
+            && (self.action.is_some()
+                || self.pxe.is_some()
+                || self.desired.is_some_and(|d| Some(d) != self.observed))
+    }
+
+    fn power_allowed_at(&self, config: &Config) -> u64 {
+        self.last_power_op
+            .map_or(0, |t| t.saturating_add(config.min_power_interval_ms))
+    }
+
+    /// The earliest time this BMC has something to do: a wanted power operation once the
+    /// minimum interval has passed, else the next status read; never inside a backoff.
+    fn due(&self, config: &Config) -> u64 {
+        let status = self.next_status_at;
+        let due = if self.wants_power_op() {
+            status.min(self.power_allowed_at(config))
+        } else {
+            status
+        };
+        due.max(self.retry_at)
+    }
+
+    /// What to do now: a one-off action first, then the boot override, then the power
+    /// state; a status read when none of those is wanted or allowed yet.
+    fn next_op(&self, config: &Config, now: u64) -> Operation {
+        if !self.wants_power_op() || now < self.power_allowed_at(config) {
+            return Operation::Status;
+        }
+        if let Some(action) = self.action {
+            return Operation::Power(action);
+        }
+        if let Some(pxe) = self.pxe {
+            return Operation::BootPxe(pxe);
+        }
+        match self.desired {
+            Some(PowerState::Off) => Operation::Power(PowerAction::Off),
+            _ => Operation::Power(PowerAction::On),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bmc::BootMode;
+
+    const MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
+    const PXE: PxeBoot = PxeBoot {
+        persistent: false,
+        mode: BootMode::Efi,
+    };
+
+    fn config() -> Config {
+        Config {
+            max_in_flight: 2,
+            status_interval_ms: 30_000,
+            min_power_interval_ms: 5_000,
+            backoff_ms: 1_000,
+            max_backoff_ms: 8_000,
+        }
+    }
+
+    /// Runs every due job at `now`, answering each with `answer`.
+    fn run(
+        pm: &mut PowerManager<'_>,
+        now: u64,
+        mut answer: impl FnMut(Operation) -> Result<PowerState, Error>,
+    ) -> heapless::Vec<(BmcId, Operation), 16> {
+        let mut jobs = heapless::Vec::new();
+        while let Some(job) = pm.poll_job(now) {
+            let _ = jobs.push(job);
+        }
+        for &(id, op) in &jobs {
+            pm.complete(id, answer(op), now);
+        }
+        jobs
+    }
+
+    #[test]
+    fn reads_state_first_then_powers_on_after_setting_pxe() {
+        let mut slots = [Slot::default(); 4];
+        let mut pm = PowerManager::new(config(), &mut slots);
+        let id = pm.add(Some(MAC), 0).unwrap();
+        pm.set_desired(id, PowerState::On, Some(PXE));
+        assert_eq!(pm.poll_job(0), Some((id, Operation::Status)));
+        let event = pm.complete(id, Ok(PowerState::Off), 10);
+        assert_eq!(
+            event,
+            Some(Event::PowerChanged {
+                bmc: id,
+                machine: Some(MAC),
+                state: PowerState::Off
+            })
+        );
+        assert!(pm.poll_at().is_some_and(|t| t <= 10));
+        assert_eq!(pm.poll_job(10), Some((id, Operation::BootPxe(PXE))));
+        assert_eq!(pm.complete(id, Ok(PowerState::Off), 20), None);
+        // The override counted as a power operation: the power-on waits the interval.
+        assert_eq!(pm.poll_at(), Some(5_010));
+        assert_eq!(pm.poll_job(5_009), None);
+        assert_eq!(
+            pm.poll_job(5_010),
+            Some((id, Operation::Power(PowerAction::On)))
+        );
+        assert!(pm.complete(id, Ok(PowerState::On), 5_100).is_some());
+        // Settled: the next job is the periodic status read.
+        assert_eq!(pm.poll_at(), Some(35_100));
+    }
+
+    #[test]
+    fn bounds_operations_in_flight() {
+        let mut slots = [Slot::default(); 4];
+        let mut pm = PowerManager::new(config(), &mut slots);
+        for _ in 0..4 {
+            pm.add(None, 0).unwrap();
+        }
+        assert!(pm.poll_job(0).is_some());
+        assert!(pm.poll_job(0).is_some());
+        assert_eq!(pm.poll_job(0), None);
+        pm.complete(0, Ok(PowerState::Off), 1);
+        assert_eq!(pm.poll_job(1), Some((2, Operation::Status)));
+    }
+
+    #[test]
+    fn backs_off_exponentially_and_recovers() {
+        let mut slots = [Slot::default(); 1];
+        let mut pm = PowerManager::new(config(), &mut slots);
+        let id = pm.add(None, 0).unwrap();
+        let mut now = 0;
+        let mut delays = heapless::Vec::<u64, 8>::new();
+        for _ in 0..5 {
+            let (_, op) = pm.poll_job(now).unwrap();
+            let event = pm.complete(id, Err(Error::Timeout), now);
+            assert_eq!(
+                event,
+                Some(Event::Failed {
+                    bmc: id,
+                    op,
+                    error: Error::Timeout
+                })
+            );
+            let next = pm.poll_at().unwrap();
+            delays.push(next - now).unwrap();
+            now = next;
+        }
+        assert_eq!(delays, [1_000, 2_000, 4_000, 8_000, 8_000]);
+        assert_eq!(pm.view(id).unwrap().failures, 5);
+        pm.poll_job(now).unwrap();
+        pm.complete(id, Ok(PowerState::On), now);
+        assert_eq!(pm.view(id).unwrap().failures, 0);
+        assert_eq!(pm.poll_at(), Some(now + 30_000));
+    }
+
+    #[test]
+    fn one_off_action_runs_once_and_unsupported_is_dropped() {
+        let mut slots = [Slot::default(); 1];
+        let mut pm = PowerManager::new(config(), &mut slots);
+        let id = pm.add(None, 0).unwrap();
+        run(&mut pm, 0, |_| Ok(PowerState::On));
+        pm.request(id, PowerAction::Cycle);
+        let jobs = run(&mut pm, 1, |_| Ok(PowerState::On));
+        assert_eq!(jobs, [(id, Operation::Power(PowerAction::Cycle))]);
+        assert_eq!(pm.poll_at(), Some(30_001));
+
+        pm.request(id, PowerAction::SoftOff);
+        let jobs = run(&mut pm, 10_000, |_| Err(Error::Unsupported));
+        assert_eq!(jobs, [(id, Operation::Power(PowerAction::SoftOff))]);
+        let later = pm.poll_at().unwrap();
+        let jobs = run(&mut pm, later, |_| Ok(PowerState::On));
+        assert_eq!(jobs, [(id, Operation::Status)]);
+    }
+
+    #[test]
+    fn full_table_is_refused() {
+        let mut slots = [Slot::default(); 1];
+        let mut pm = PowerManager::new(config(), &mut slots);
+        assert_eq!(pm.add(None, 0), Ok(0));
+        assert_eq!(pm.add(None, 0), Err(Full));
+        assert_eq!(pm.len(), 1);
+    }
+
+    #[test]
+    fn unknown_or_idle_bmc_results_are_ignored() {
+        let mut slots = [Slot::default(); 2];
+        let mut pm = PowerManager::new(config(), &mut slots);
+        let id = pm.add(None, 0).unwrap();
+        assert_eq!(pm.complete(id, Ok(PowerState::On), 0), None);
+        assert_eq!(pm.complete(7, Ok(PowerState::On), 0), None);
+        assert_eq!(pm.poll_job(0), Some((id, Operation::Status)));
+    }
+}
