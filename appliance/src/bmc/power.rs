@@ -151,6 +151,13 @@ impl<'a> PowerManager<'a> {
         }
     }
 
+    /// Sets a network-boot override at the next opportunity, without changing the power.
+    pub fn set_boot(&mut self, bmc: BmcId, pxe: PxeBoot) {
+        if let Some(s) = self.slot_mut(bmc) {
+            s.pxe = Some(pxe);
+        }
+    }
+
     /// Runs `action` once (e.g. a reboot request), after any operation in flight.
     pub fn request(&mut self, bmc: BmcId, action: PowerAction) {
         if let Some(s) = self.slot_mut(bmc) {
