@@ -1,6 +1,7 @@
 //! QEMU x86-64 VMs as PXE clients (TCG: KVM did not reach DHCP on these machines).
 
 use std::path::Path;
+use std::process::Command;
 
 use crate::net::Rack;
 use crate::proc::Child;
@@ -49,8 +50,25 @@ impl Vm {
         uuid: &str,
         extra: &[&str],
     ) -> Vm {
-        require_tool("qemu-system-x86_64", "qemu-system-x86");
         rack.add_tap(tap);
+        let mut cmd = Vm::command(rack, wd, name, tap, fw, mac, uuid);
+        cmd.args(extra);
+        let child = Child::spawn(name, &mut cmd, &wd.file(&format!("{name}.log")));
+        Vm { child }
+    }
+
+    /// The command line of such a VM (run in the rack's namespace), for whoever starts it: a
+    /// test, or a BMC's chassis-control program. The TAP must exist in the rack bridge.
+    pub fn command(
+        rack: &Rack,
+        wd: &Workdir,
+        name: &str,
+        tap: &str,
+        fw: Firmware,
+        mac: &str,
+        uuid: &str,
+    ) -> Command {
+        require_tool("qemu-system-x86_64", "qemu-system-x86");
         let serial = wd.file(&format!("{name}-serial.txt"));
         let mut cmd = rack.ns().command("qemu-system-x86_64");
         cmd.args([
@@ -95,8 +113,6 @@ impl Vm {
                     .arg(format!("virtio-net-pci,netdev=n0,mac={mac},romfile="));
             }
         }
-        cmd.args(extra);
-        let child = Child::spawn(name, &mut cmd, &wd.file(&format!("{name}.log")));
-        Vm { child }
+        cmd
     }
 }
