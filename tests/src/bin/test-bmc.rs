@@ -29,9 +29,10 @@ use crate::chassis::Chassis;
 use crate::crypto::Suite;
 use crate::session::{Sessions, User};
 
-/// The BMC's (and system's) GUID, in the wire's byte order.
+/// The BMC's (and system's) GUID 7b5e1711-6c0a-4d4f-9b3e-7e57b3c00017 in IPMI byte order
+/// (§20.8: least significant byte first, i.e. the RFC 4122 bytes reversed).
 const GUID: [u8; 16] = [
-    0x11, 0x17, 0x5e, 0x7b, 0x0a, 0x6c, 0x4f, 0x4d, 0x9b, 0x3e, 0x7e, 0x57, 0xb3, 0xc0, 0x00, 0x17,
+    0x17, 0x00, 0xc0, 0xb3, 0x57, 0x7e, 0x3e, 0x9b, 0x4f, 0x4d, 0x0a, 0x6c, 0x11, 0x17, 0x5e, 0x7b,
 ];
 
 struct Args {
@@ -135,10 +136,10 @@ fn main() -> ExitCode {
     loop {
         match socket.recv_from(&mut buf) {
             Ok((len, peer)) => {
-                if let Some(reply) = bmc.handle(&buf[..len], peer, Instant::now()) {
-                    if let Err(e) = socket.send_to(&reply, peer) {
-                        eprintln!("send to {peer}: {e}");
-                    }
+                if let Some(reply) = bmc.handle(&buf[..len], peer, Instant::now())
+                    && let Err(e) = socket.send_to(&reply, peer)
+                {
+                    eprintln!("send to {peer}: {e}");
                 }
             }
             Err(e)

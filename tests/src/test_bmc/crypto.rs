@@ -121,7 +121,7 @@ pub fn encrypt(key: &[u8; 16], plain: &[u8]) -> Vec<u8> {
 /// Decrypts a confidentiality payload (IV + ciphertext); `None` if its length or its pad is not
 /// the spec's.
 pub fn decrypt(key: &[u8; 16], payload: &[u8]) -> Option<Vec<u8>> {
-    if payload.len() < 32 || payload.len() % 16 != 0 {
+    if payload.len() < 32 || !payload.len().is_multiple_of(16) {
         return None;
     }
     let (iv, cipher) = payload.split_at(16);

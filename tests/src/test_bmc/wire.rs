@@ -179,7 +179,7 @@ pub fn request(msg: &[u8]) -> Option<Request<'_>> {
         return None;
     }
     let netfn = msg[1] >> 2;
-    (netfn % 2 == 0).then_some(Request {
+    netfn.is_multiple_of(2).then_some(Request {
         netfn,
         cmd: msg[5],
         data: &msg[6..msg.len() - 1],
