@@ -412,7 +412,7 @@ impl Sessions {
             self.table.remove(&id);
             return Some((
                 reply(STATUS_INVALID_ICV, console_id, &[]),
-                format!("rakp3 refused session=0x{id:08x}: wrong auth code (password)"),
+                format!("rakp3 refused session=0x{id:08x}: key exchange auth code does not match"),
             ));
         }
         let sik = hmac(hash, key, &[&rm, &rc, &head, name]);
