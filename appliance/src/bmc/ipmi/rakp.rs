@@ -1,0 +1,392 @@
+//! RMCP+ session establishment (IPMI v2.0 §13.17-13.31): Open Session and RAKP messages 1-4,
+//! and the key derivation (SIK, K1, K2) they feed.
+
+use super::cipher::{Hash, Mac, Suite, hmac};
+use super::wire::{Reader, Writer};
+use crate::bmc::Error;
+
+/// What the console remembers between Open Session and RAKP4: the inputs of every HMAC of
+/// the exchange. The password (Kuid) is zero-padded to the 20 bytes of a v2.0 user key.
+pub struct Handshake {
+    pub suite: Suite,
+    pub console_id: u32,
+    pub bmc_id: u32,
+    /// Remote console random number Rm.
+    pub rm: [u8; 16],
+    /// Managed system random number Rc.
+    pub rc: [u8; 16],
+    pub guid: [u8; 16],
+    /// Requested maximum privilege byte of RAKP1 (privilege, plus 10h for name-only lookup).
+    pub role: u8,
+    pub user: heapless::Vec<u8, 16>,
+    kuid: [u8; 20],
+}
+
+// Holds the password: never printed.
+impl core::fmt::Debug for Handshake {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("Handshake(..)")
+    }
+}
+
+/// RMCP+ status codes the client interprets (§13.24).
+pub mod status {
+    pub const INVALID_AUTH_ALGORITHM: u8 = 0x04;
+    pub const INVALID_INTEGRITY_ALGORITHM: u8 = 0x05;
+    pub const NO_MATCHING_AUTH_PAYLOAD: u8 = 0x06;
+    pub const NO_MATCHING_INTEGRITY_PAYLOAD: u8 = 0x07;
+    pub const INVALID_ROLE: u8 = 0x09;
+    pub const INVALID_INTEGRITY_CHECK: u8 = 0x0F;
+    pub const INVALID_CONF_ALGORITHM: u8 = 0x10;
+    pub const NO_CIPHER_SUITE_MATCH: u8 = 0x11;
+}
+
+/// Maps a non-zero RMCP+ status to the error it means for the operation.
+pub fn status_error(code: u8) -> Error {
+    use status::*;
+    match code {
+        INVALID_AUTH_ALGORITHM
+        | INVALID_INTEGRITY_ALGORITHM
+        | NO_MATCHING_AUTH_PAYLOAD
+        | NO_MATCHING_INTEGRITY_PAYLOAD
+        | INVALID_CONF_ALGORITHM
+        | NO_CIPHER_SUITE_MATCH => Error::NoCommonCipher,
+        // Invalid role .. invalid integrity check value: the user, its privilege or its key.
+        INVALID_ROLE..=INVALID_INTEGRITY_CHECK => Error::Auth,
+        other => Error::Refused(u16::from(other)),
+    }
+}
+
+impl Handshake {
+    /// `None` when the name (16 bytes) or the password (20 bytes) is too long for IPMI v2.0.
+    pub fn new(
+        suite: Suite,
+        console_id: u32,
+        rm: [u8; 16],
+        privilege: u8,
+        user: &str,
+        password: &str,
+    ) -> Option<Handshake> {
+        let user = heapless::Vec::from_slice(user.as_bytes()).ok()?;
+        let mut kuid = [0u8; 20];
+        kuid.get_mut(..password.len())?
+            .copy_from_slice(password.as_bytes());
+        Some(Handshake {
+            suite,
+            console_id,
+            bmc_id: 0,
+            rm,
+            rc: [0; 16],
+            guid: [0; 16],
+            // Name-only lookup (10h): the BMC picks the user by name, as ipmitool does.
+            role: 0x10 | (privilege & 0x0F),
+            user,
+            kuid,
+        })
+    }
+
+    fn user_len(&self) -> [u8; 1] {
+        // At most 16 bytes (the Vec's capacity).
+        [self.user.len() as u8]
+    }
+
+    /// Open Session request payload (§13.17), proposing exactly this suite's algorithms.
+    pub fn open_session(&self, tag: u8, out: &mut Writer<'_>) -> Result<(), Error> {
+        let [auth, integrity, conf] = self.suite.algorithms();
+        out.put(&[tag, self.role & 0x0F, 0, 0])?;
+        out.u32le(self.console_id)?;
+        for (kind, alg) in [(0u8, auth), (1, integrity), (2, conf)] {
+            out.put(&[kind, 0, 0, 8, alg, 0, 0, 0])?;
+        }
+        Ok(())
+    }
+
+    /// Checks an Open Session response and learns the BMC's session id. A status error is
+    /// returned as such (the caller may try another suite).
+    pub fn open_session_response(&mut self, tag: u8, payload: &[u8]) -> Result<(), Error> {
+        let mut r = Reader::new(payload);
+        check_tag_status(&mut r, tag)?;
+        let _privilege = r.u8()?;
+        let _reserved = r.u8()?;
+        if r.u32le()? != self.console_id {
+            return Err(Error::Malformed);
+        }
+        self.bmc_id = r.u32le()?;
+        for (kind, alg) in [0u8, 1, 2].into_iter().zip(self.suite.algorithms()) {
+            let record: [u8; 8] = r.array()?;
+            if record.first() != Some(&kind) || record.get(4).map(|a| a & 0x3F) != Some(alg) {
+                return Err(Error::NoCommonCipher);
+            }
+        }
+        if self.bmc_id == 0 {
+            return Err(Error::Malformed);
+        }
+        Ok(())
+    }
+
+    /// RAKP message 1 payload (§13.20).
+    pub fn rakp1(&self, tag: u8, out: &mut Writer<'_>) -> Result<(), Error> {
+        out.put(&[tag, 0, 0, 0])?;
+        out.u32le(self.bmc_id)?;
+        out.put(&self.rm)?;
+        out.put(&[self.role, 0, 0])?;
+        out.put(&self.user_len())?;
+        out.put(&self.user)
+    }
+
+    /// Checks RAKP message 2 (§13.21): learns Rc and the GUID and verifies the BMC's HMAC,
+    /// which proves it knows the password. A wrong HMAC is `Error::Auth`.
+    pub fn rakp2(&mut self, tag: u8, payload: &[u8]) -> Result<(), Error> {
+        let mut r = Reader::new(payload);
+        check_tag_status(&mut r, tag)?;
+        let _reserved: [u8; 2] = r.array()?;
+        if r.u32le()? != self.console_id {
+            return Err(Error::Malformed);
+        }
+        self.rc = r.array()?;
+        self.guid = r.array()?;
+        let code = r.rest();
+        let expected = self.rakp2_hmac()?;
+        if !expected.matches(code, expected.as_slice().len()) {
+            return Err(Error::Auth);
+        }
+        Ok(())
+    }
+
+    fn rakp2_hmac(&self) -> Result<Mac, Error> {
+        let c = self.console_id.to_le_bytes();
+        let b = self.bmc_id.to_le_bytes();
+        let parts: [&[u8]; 9] = [
+            &c,
+            &b,
+            &self.rm,
+            &self.rc,
+            &self.guid,
+            &[self.role],
+            &self.user_len(),
+            &self.user,
+            &[],
+        ];
+        hmac(self.suite.auth, &self.kuid, &parts)
+    }
+
+    /// RAKP message 3 payload (§13.22): the console's proof of the password.
+    pub fn rakp3(&self, tag: u8, out: &mut Writer<'_>) -> Result<(), Error> {
+        let c = self.console_id.to_le_bytes();
+        let code = hmac(
+            self.suite.auth,
+            &self.kuid,
+            &[&self.rc, &c, &[self.role], &self.user_len(), &self.user],
+        )?;
+        out.put(&[tag, 0, 0, 0])?;
+        out.u32le(self.bmc_id)?;
+        out.put(code.as_slice())
+    }
+
+    /// Session Integrity Key: HMAC(Kg, Rm | Rc | role | ulen | name) with Kg = Kuid (no BMC key).
+    pub fn sik(&self) -> Result<Mac, Error> {
+        hmac(
+            self.suite.auth,
+            &self.kuid,
+            &[
+                &self.rm,
+                &self.rc,
+                &[self.role],
+                &self.user_len(),
+                &self.user,
+            ],
+        )
+    }
+
+    /// Checks RAKP message 4 (§13.23): the BMC's integrity check value over Rm, its session
+    /// id and the GUID, keyed by the SIK. Returns the session keys.
+    pub fn rakp4(&self, tag: u8, payload: &[u8]) -> Result<Keys, Error> {
+        let mut r = Reader::new(payload);
+        check_tag_status(&mut r, tag)?;
+        let _reserved: [u8; 2] = r.array()?;
+        if r.u32le()? != self.console_id {
+            return Err(Error::Malformed);
+        }
+        let sik = self.sik()?;
+        let b = self.bmc_id.to_le_bytes();
+        let icv = hmac(self.suite.auth, sik.as_slice(), &[&self.rm, &b, &self.guid])?;
+        if !icv.matches(r.rest(), self.suite.rakp4_icv_len()) {
+            return Err(Error::Auth);
+        }
+        Keys::derive(self.suite.auth, &sik)
+    }
+}
+
+fn check_tag_status(r: &mut Reader<'_>, tag: u8) -> Result<(), Error> {
+    if r.u8()? != tag {
+        return Err(Error::Malformed);
+    }
+    match r.u8()? {
+        0 => Ok(()),
+        code => Err(status_error(code)),
+    }
+}
+
+/// The session keys: K1 signs packets, the first 16 bytes of K2 are the AES key.
+#[derive(Debug)]
+pub struct Keys {
+    pub k1: Mac,
+    pub k2: Mac,
+}
+
+impl Keys {
+    /// K_n = HMAC(SIK, constant n repeated to the hash length) (§13.32).
+    pub fn derive(hash: Option<Hash>, sik: &Mac) -> Result<Keys, Error> {
+        let len = hash.map_or(0, Hash::output_len);
+        let c1 = [1u8; 32];
+        let c2 = [2u8; 32];
+        Ok(Keys {
+            k1: hmac(
+                hash,
+                sik.as_slice(),
+                &[c1.get(..len).ok_or(Error::Malformed)?],
+            )?,
+            k2: hmac(
+                hash,
+                sik.as_slice(),
+                &[c2.get(..len).ok_or(Error::Malformed)?],
+            )?,
+        })
+    }
+
+    pub fn aes_key(&self) -> [u8; 16] {
+        let mut key = [0u8; 16];
+        if let Some(k) = self.k2.as_slice().get(..16) {
+            key.copy_from_slice(k);
+        }
+        key
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(s: &str) -> heapless::Vec<u8, 64> {
+        let s: heapless::String<128> = s.chars().filter(|c| !c.is_whitespace()).collect();
+        (0..s.len() / 2)
+            .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// A real exchange: `ipmitool -I lanplus -C 3 -U admin -P password -vvvv` (1.8.19, Debian
+    /// 12) against OpenIPMI's `ipmi_sim` 2.0.33, whose debug output prints every HMAC input
+    /// and result: session ids a0a2a3a4 (console) and 00000082 (BMC), Rm, Rc, the GUID, the
+    /// RAKP2 HMAC, the RAKP3 HMAC, SIK, K1, K2 and the RAKP4 ICV (first 12 bytes).
+    pub fn ipmitool_vector() -> Handshake {
+        let suite = Suite::from_id(3).unwrap();
+        let rm = hex("5b437927ff6b74eb0c452f560c09b5ab");
+        let mut h = Handshake::new(
+            suite,
+            0xA0A2A3A4,
+            rm[..].try_into().unwrap(),
+            4,
+            "admin",
+            "password",
+        )
+        .unwrap();
+        h.bmc_id = 0x82;
+        h.rc.copy_from_slice(&hex("bb7c37605d1b9924ca7bd31118cfae56"));
+        h.guid
+            .copy_from_slice(&hex("a123456789abcdefa123456789abcdef"));
+        h
+    }
+
+    #[test]
+    fn key_derivation_matches_ipmitool() {
+        let h = ipmitool_vector();
+        assert_eq!(h.role, 0x14);
+        assert_eq!(
+            h.rakp2_hmac().unwrap().as_slice(),
+            &hex("72c5f7bdaa7448d24f351d50e7cea665c4b29594")[..]
+        );
+        let mut out = [0u8; 64];
+        let mut w = Writer::new(&mut out);
+        h.rakp3(7, &mut w).unwrap();
+        assert_eq!(
+            &out[8..28],
+            &hex("7bec43e0e980451d073c11d685a1bf81e3d4a84a")[..]
+        );
+        let sik = h.sik().unwrap();
+        assert_eq!(
+            sik.as_slice(),
+            &hex("549fe97d6c0474437148ed0531b1ba44b748ea51")[..]
+        );
+        let keys = Keys::derive(Some(Hash::Sha1), &sik).unwrap();
+        assert_eq!(
+            keys.k1.as_slice(),
+            &hex("b1f52762af01bee78e2b3fc7a23d55e41901ad15")[..]
+        );
+        assert_eq!(
+            keys.k2.as_slice(),
+            &hex("bbb35b90f989f2dc1c3badc2fe9d0af4111b7bd5")[..]
+        );
+        let mut rakp4 = heapless::Vec::<u8, 32>::new();
+        rakp4
+            .extend_from_slice(&[7, 0, 0, 0, 0xA4, 0xA3, 0xA2, 0xA0])
+            .unwrap();
+        rakp4
+            .extend_from_slice(&hex("0cebc408e14417632facb207"))
+            .unwrap();
+        assert!(h.rakp4(7, &rakp4).is_ok());
+        rakp4[10] ^= 1;
+        assert_eq!(h.rakp4(7, &rakp4).unwrap_err(), Error::Auth);
+    }
+
+    #[test]
+    fn rakp2_wrong_hmac_is_auth_and_status_maps() {
+        let mut h = ipmitool_vector();
+        let mut p = heapless::Vec::<u8, 64>::new();
+        p.extend_from_slice(&[9, 0, 0, 0, 0xA4, 0xA3, 0xA2, 0xA0])
+            .unwrap();
+        p.extend_from_slice(&h.rc.clone()).unwrap();
+        p.extend_from_slice(&h.guid.clone()).unwrap();
+        p.extend_from_slice(&hex("72c5f7bdaa7448d24f351d50e7cea665c4b29594"))
+            .unwrap();
+        assert!(h.rakp2(9, &p).is_ok());
+        for i in 0..p.len() {
+            assert!(h.rakp2(9, &p[..i]).is_err(), "truncated at {i}");
+        }
+        let last = p.len() - 1;
+        p[last] ^= 0x80;
+        assert_eq!(h.rakp2(9, &p), Err(Error::Auth));
+        p[1] = status::INVALID_ROLE;
+        assert_eq!(h.rakp2(9, &p), Err(Error::Auth));
+        p[1] = status::NO_CIPHER_SUITE_MATCH;
+        assert_eq!(h.rakp2(9, &p), Err(Error::NoCommonCipher));
+        assert_eq!(h.rakp2(8, &p), Err(Error::Malformed));
+    }
+
+    #[test]
+    fn open_session_round_trip() {
+        let mut h = ipmitool_vector();
+        h.bmc_id = 0;
+        let mut out = [0u8; 64];
+        let mut w = Writer::new(&mut out);
+        h.open_session(3, &mut w).unwrap();
+        assert_eq!(w.pos(), 32);
+        let mut resp = [0u8; 36];
+        resp[..2].copy_from_slice(&[3, 0]);
+        resp[2] = 4;
+        resp[4..8].copy_from_slice(&h.console_id.to_le_bytes());
+        resp[8..12].copy_from_slice(&0x82u32.to_le_bytes());
+        resp[12..].copy_from_slice(&out[8..32]);
+        h.open_session_response(3, &resp).unwrap();
+        assert_eq!(h.bmc_id, 0x82);
+        for i in 0..resp.len() {
+            assert!(h.open_session_response(3, &resp[..i]).is_err());
+        }
+        resp[28 + 4] = 0; // no confidentiality: not what was proposed
+        assert_eq!(
+            h.open_session_response(3, &resp),
+            Err(Error::NoCommonCipher)
+        );
+        assert!(Handshake::new(h.suite, 1, [0; 16], 4, "admin", "012345678901234567890").is_none());
+        assert!(Handshake::new(h.suite, 1, [0; 16], 4, "01234567890123456", "pw").is_none());
+    }
+}
