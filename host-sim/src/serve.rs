@@ -19,7 +19,7 @@ pub fn run(interface: &str, settings: Settings, config: Config, store: DirStore)
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, Arc::clone(&stop))?;
     }
-    let mut device = tap::open(interface)?;
+    let mut device = tap::Tap::open(interface, settings.mac)?;
     let fd = device.as_raw_fd();
     let mode = if config.mode == Mode::Full {
         "full"

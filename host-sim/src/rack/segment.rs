@@ -202,6 +202,23 @@ impl Nic {
     }
 }
 
+/// The simulated segment carries frames one by one.
+impl crate::runtime::UdpBurst for Nic {
+    fn can_burst(&self) -> bool {
+        false
+    }
+
+    fn send_burst(
+        &mut self,
+        _src: std::net::SocketAddrV4,
+        _dst: std::net::SocketAddrV4,
+        _segment: usize,
+        _payload: &[u8],
+    ) -> std::io::Result<bool> {
+        Ok(false)
+    }
+}
+
 impl Device for Nic {
     type RxToken<'a> = RxToken;
     type TxToken<'a> = TxToken<'a>;

@@ -55,6 +55,22 @@ pub struct Settings {
     pub quiet: bool,
 }
 
+/// A NIC that can send a train of UDP datagrams of one size (the last may be shorter)
+/// between the same two endpoints in one go.
+pub trait UdpBurst {
+    /// Whether [`UdpBurst::send_burst`] can ever succeed; when not, callers send one by one.
+    fn can_burst(&self) -> bool;
+    /// Sends `payload` as datagrams of `segment` bytes; `Ok(false)` if it cannot (e.g. the
+    /// peer's MAC is unknown) and the caller should send them one by one.
+    fn send_burst(
+        &mut self,
+        src: SocketAddrV4,
+        dst: SocketAddrV4,
+        segment: usize,
+        payload: &[u8],
+    ) -> io::Result<bool>;
+}
+
 /// What every service needs from the loop for one pass.
 pub struct Ctx<'a, D: Device, S: AssetStore> {
     pub now: Instant,
@@ -149,7 +165,7 @@ impl<S: AssetStore> Runtime<S> {
     }
 
     /// Runs every service once; returns how long until the next poll is needed.
-    pub fn poll<D: Device>(
+    pub fn poll<D: Device + UdpBurst>(
         &mut self,
         now: Instant,
         device: &mut D,
@@ -172,7 +188,9 @@ impl<S: AssetStore> Runtime<S> {
         let leases = |ip| dhcp.server().leases().by_ip(ip).map(|l| l.mac);
         sent |= self.http.process(&mut cx, &leases)?;
         if sent {
-            self.iface.poll(now, device, &mut self.sockets);
+            // Egress only: a frame that arrived meanwhile stays queued on the device, so the
+            // wait below wakes for it (a full poll would take it in unseen and then sleep).
+            self.iface.poll_egress(now, device, &mut self.sockets);
         }
         if self.dhcp.pending(&self.sockets) {
             return Ok(Duration::ZERO);

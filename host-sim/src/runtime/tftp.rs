@@ -2,6 +2,7 @@
 //! slot `i` on port `SLOT_PORT_BASE + i`.
 
 use std::io;
+use std::net::SocketAddrV4;
 
 use appliance::tftp::{self, RequestOutcome, Server, Transfer};
 use smoltcp::iface::{SocketHandle, SocketSet};
@@ -10,7 +11,7 @@ use smoltcp::socket::udp;
 use appliance::assets::AssetStore;
 use smoltcp::phy::Device;
 
-use super::{Ctx, ipv4_endpoint};
+use super::{Ctx, UdpBurst, ipv4_endpoint};
 
 const TFTP_PORT: u16 = 69;
 /// Where the transfers' own ports start.
@@ -22,9 +23,22 @@ pub struct TftpPort {
     server: Server<'static>,
     listener: SocketHandle,
     slots: Vec<SocketHandle>,
-    /// Largest datagram: 4 bytes of header and a block.
-    packet: usize,
+    /// Per slot, the DATA of this pass not yet sent, sent as one burst where the NIC can.
+    bursts: Vec<Burst>,
+    rx: Vec<u8>,
+    tx: Vec<u8>,
 }
+
+/// Consecutive datagrams of one transfer: all `segment` bytes long but the last.
+#[derive(Default)]
+struct Burst {
+    dst: Option<SocketAddrV4>,
+    segment: usize,
+    data: Vec<u8>,
+}
+
+/// The most a burst holds: one IPv4 datagram's worth.
+const MAX_BURST: usize = 65_535 - 20 - 8;
 
 impl TftpPort {
     /// `ip_mtu` caps blksize so DATA is never fragmented.
@@ -61,18 +75,19 @@ impl TftpPort {
             server: Server::new(config, storage),
             listener,
             slots,
-            packet,
+            bursts: (0..transfers).map(|_| Burst::default()).collect(),
+            rx: vec![0u8; packet.max(1500)],
+            tx: vec![0u8; packet],
         })
     }
 
     /// Takes requests and ACKs, sends what is due; returns whether anything was sent.
-    pub fn process<D: Device, S: AssetStore>(
+    pub fn process<D: Device + UdpBurst, S: AssetStore>(
         &mut self,
         cx: &mut Ctx<'_, D, S>,
     ) -> io::Result<bool> {
         let now = cx.now.total_millis() as u64;
-        let mut rx = vec![0u8; self.packet.max(1500)];
-        let mut tx = vec![0u8; self.packet];
+        let (mut rx, mut tx) = (std::mem::take(&mut self.rx), std::mem::take(&mut self.tx));
         let mut sent = false;
         let listener = cx.sockets.get_mut::<udp::Socket>(self.listener);
         while let Ok((len, meta)) = listener.recv_slice(&mut rx) {
@@ -102,17 +117,92 @@ impl TftpPort {
                 log_events(&mut self.server, cx.out, cx.quiet)?;
             }
         }
+        let burst = cx.device.can_burst();
         while let Some(t) = self.server.dispatch(now, cx.store, &mut tx) {
-            let socket = cx.sockets.get_mut::<udp::Socket>(self.slots[t.slot]);
-            match socket.send_slice(&tx[..t.len], t.dst) {
-                Ok(()) => sent = true,
-                // Lost like a dropped packet: the transfer's timer resends it.
-                Err(e) => writeln!(cx.out, "error tftp send slot={} to={}: {e}", t.slot, t.dst)?,
+            if burst {
+                sent |= self.queue(cx, t.slot, t.dst, &tx[..t.len])?;
+            } else {
+                sent |= self.send(cx, t.slot, t.dst, &tx[..t.len])?;
             }
             log_events(&mut self.server, cx.out, cx.quiet)?;
         }
+        for slot in 0..self.bursts.len() {
+            sent |= self.flush(cx, slot)?;
+        }
         log_events(&mut self.server, cx.out, cx.quiet)?;
+        (self.rx, self.tx) = (rx, tx);
         Ok(sent)
+    }
+
+    /// Adds a datagram to its slot's burst, sending the burst first if this one cannot join.
+    fn queue<D: Device + UdpBurst, S: AssetStore>(
+        &mut self,
+        cx: &mut Ctx<'_, D, S>,
+        slot: usize,
+        dst: SocketAddrV4,
+        datagram: &[u8],
+    ) -> io::Result<bool> {
+        let b = &self.bursts[slot];
+        let joins = b.data.is_empty()
+            || (b.dst == Some(dst)
+                && b.data.len().is_multiple_of(b.segment)
+                && datagram.len() <= b.segment
+                && b.data.len() + datagram.len() <= MAX_BURST);
+        let sent = if joins { false } else { self.flush(cx, slot)? };
+        let b = &mut self.bursts[slot];
+        if b.data.is_empty() {
+            b.dst = Some(dst);
+            b.segment = datagram.len().max(1);
+        }
+        b.data.extend_from_slice(datagram);
+        Ok(sent)
+    }
+
+    /// Sends a slot's burst: in one go where the NIC can, else datagram by datagram.
+    fn flush<D: Device + UdpBurst, S: AssetStore>(
+        &mut self,
+        cx: &mut Ctx<'_, D, S>,
+        slot: usize,
+    ) -> io::Result<bool> {
+        let b = &mut self.bursts[slot];
+        let Some(dst) = b.dst.take() else {
+            return Ok(false);
+        };
+        let data = std::mem::take(&mut b.data);
+        let segment = b.segment;
+        let src = SocketAddrV4::new(*cx.link.src.ip(), SLOT_PORT_BASE + slot as u16);
+        let sent = if data.len() > segment && cx.device.send_burst(src, dst, segment, &data)? {
+            true
+        } else {
+            let mut sent = false;
+            for datagram in data.chunks(segment) {
+                sent |= self.send(cx, slot, dst, datagram)?;
+            }
+            sent
+        };
+        let b = &mut self.bursts[slot];
+        b.data = data;
+        b.data.clear();
+        Ok(sent)
+    }
+
+    /// Sends one datagram from the slot's socket.
+    fn send<D: Device, S: AssetStore>(
+        &mut self,
+        cx: &mut Ctx<'_, D, S>,
+        slot: usize,
+        dst: SocketAddrV4,
+        datagram: &[u8],
+    ) -> io::Result<bool> {
+        let socket = cx.sockets.get_mut::<udp::Socket>(self.slots[slot]);
+        match socket.send_slice(datagram, dst) {
+            Ok(()) => Ok(true),
+            // Lost like a dropped packet: the transfer's timer resends it.
+            Err(e) => {
+                writeln!(cx.out, "error tftp send slot={slot} to={dst}: {e}")?;
+                Ok(false)
+            }
+        }
     }
 
     /// Milliseconds (smoltcp time) when a retransmission is due.
