@@ -260,4 +260,4 @@ pub fn boot_pxe(pxe: PxeBoot, with_mode: bool) -> Result<Body, Error> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
