@@ -80,7 +80,9 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Timeout => f.write_str("BMC did not answer in time"),
-            Error::Auth => f.write_str("BMC refused the credentials or a message's integrity check"),
+            Error::Auth => {
+                f.write_str("BMC refused the credentials or a message's integrity check")
+            }
             Error::NoCommonCipher => f.write_str("no cipher suite acceptable to both sides"),
             Error::Unsupported => f.write_str("BMC does not support this operation"),
             Error::Refused(code) => write!(f, "BMC refused the request (code {code:#x})"),
