@@ -300,6 +300,11 @@ impl Client {
             }
             Step::CipherSuites(index) => {
                 request(p, &Command::channel_cipher_suites(index)).encode(&mut w)?;
+                // Outside a session some BMCs (ipmi_sim) answer this only in v1.5 format,
+                // others only in v2.0: alternate between the two on retransmission.
+                if p.tries % 2 == 0 {
+                    return wire::encode_v15_plain(out, w.written()?);
+                }
                 payload::IPMI
             }
             Step::OpenSession => {
@@ -373,7 +378,7 @@ impl Client {
     fn receive_sessionless(&mut self, p: Pending, datagram: &[u8]) -> Result<(), Drop> {
         let message = match (p.step, wire::parse(datagram)) {
             (
-                Step::AuthCaps,
+                Step::AuthCaps | Step::CipherSuites(_),
                 Ok(Packet::V15 {
                     session_id: 0,
                     payload,
@@ -557,6 +562,9 @@ impl Client {
         if step == Step::Close {
             // The BMC will expire it; nothing more to do.
             self.closed();
+        } else if let Step::CipherSuites(_) = step {
+            // No list (as with ipmitool, the command is optional): propose in order.
+            self.choose(&PREFERENCE);
         } else {
             self.fail(Error::Timeout);
         }
