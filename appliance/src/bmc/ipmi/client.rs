@@ -5,7 +5,7 @@ use rand_core::CryptoRng;
 
 use super::cipher::{PREFERENCE, Suite};
 use super::command::{self, Command, DeviceId};
-use super::rakp::Handshake;
+use super::rakp::{Handshake, status};
 use super::session::{Drop, Session};
 use super::wire::{self, Packet, Request, Response, Writer, payload};
 use crate::bmc::{Credentials, Error, Operation, PowerAction, PowerState};
@@ -72,6 +72,8 @@ enum Step {
     OpenSession,
     Rakp1,
     Rakp3,
+    /// RAKP3 with an error status after a wrong RAKP2 HMAC: sent once, not answered.
+    Rakp3Refuse,
     SetPrivilege,
     DeviceId,
     SystemGuid,
@@ -229,6 +231,10 @@ impl Client {
             self.stats.retransmits = self.stats.retransmits.saturating_add(1);
         }
         match self.encode(p, rng, out) {
+            Ok(n) if p.step == Step::Rakp3Refuse => {
+                self.fail(Error::Auth);
+                Some(n)
+            }
             Ok(n) => {
                 self.pending = Some(Pending {
                     tries: p.tries.saturating_add(1),
@@ -253,7 +259,9 @@ impl Client {
         };
         let outcome = match p.step {
             Step::AuthCaps | Step::CipherSuites(_) => self.receive_sessionless(p, datagram),
-            Step::OpenSession | Step::Rakp1 | Step::Rakp3 => self.receive_rakp(p, datagram),
+            Step::OpenSession | Step::Rakp1 | Step::Rakp3 | Step::Rakp3Refuse => {
+                self.receive_rakp(p, datagram)
+            }
             _ => self.receive_in_session(p, datagram),
         };
         match outcome {
@@ -318,8 +326,12 @@ impl Client {
                 self.handshake()?.rakp1(p.seq, &mut w)?;
                 payload::RAKP1
             }
-            Step::Rakp3 => {
-                self.handshake()?.rakp3(p.seq, &mut w)?;
+            Step::Rakp3 | Step::Rakp3Refuse => {
+                let status = match p.step {
+                    Step::Rakp3 => 0,
+                    _ => status::INVALID_INTEGRITY_CHECK,
+                };
+                self.handshake()?.rakp3(p.seq, status, &mut w)?;
                 payload::RAKP3
             }
             step => {
@@ -442,6 +454,8 @@ impl Client {
             // Not an answer to this message (tag, session id or length wrong).
             Err(Error::Malformed) => return Err(Drop::Malformed),
             Err(Error::NoCommonCipher) if p.step == Step::OpenSession => self.next_candidate(),
+            // Wrong password (or a forged RAKP2): tell the BMC, then fail with `Auth`.
+            Err(Error::Auth) if p.step == Step::Rakp1 => self.begin(Step::Rakp3Refuse),
             Err(e) => self.fail(e),
             Ok(None) if p.step == Step::OpenSession => self.begin(Step::Rakp1),
             Ok(None) => self.begin(Step::Rakp3),
@@ -521,7 +535,9 @@ impl Client {
                 Err(e) => self.fail(e),
             },
             Step::Close => self.closed(),
-            Step::OpenSession | Step::Rakp1 | Step::Rakp3 => self.fail(Error::Malformed),
+            Step::OpenSession | Step::Rakp1 | Step::Rakp3 | Step::Rakp3Refuse => {
+                self.fail(Error::Malformed)
+            }
         }
     }
 

@@ -170,16 +170,17 @@ impl Handshake {
         hmac(self.suite.auth, &self.kuid, &parts)
     }
 
-    /// RAKP message 3 payload (§13.22): the console's proof of the password.
-    pub fn rakp3(&self, tag: u8, out: &mut Writer<'_>) -> Result<(), Error> {
-        let c = self.console_id.to_le_bytes();
-        let code = hmac(
-            self.suite.auth,
-            &self.kuid,
-            &[&self.rc, &c, &[self.role], &self.user_len(), &self.user],
-        )?;
-        out.put(&[tag, 0, 0, 0])?;
+    /// RAKP message 3 payload (§13.22): the console's proof of the password, or with a
+    /// non-zero `status` the refusal of RAKP2 (the BMC then drops the half-open session).
+    pub fn rakp3(&self, tag: u8, status: u8, out: &mut Writer<'_>) -> Result<(), Error> {
+        out.put(&[tag, status, 0, 0])?;
         out.u32le(self.bmc_id)?;
+        if status != 0 {
+            return Ok(());
+        }
+        let c = self.console_id.to_le_bytes();
+        let parts: [&[u8]; 5] = [&self.rc, &c, &[self.role], &self.user_len(), &self.user];
+        let code = hmac(self.suite.auth, &self.kuid, &parts)?;
         out.put(code.as_slice())
     }
 
@@ -307,7 +308,7 @@ mod tests {
         );
         let mut out = [0u8; 64];
         let mut w = Writer::new(&mut out);
-        h.rakp3(7, &mut w).unwrap();
+        h.rakp3(7, 0, &mut w).unwrap();
         assert_eq!(
             &out[8..28],
             &hex("7bec43e0e980451d073c11d685a1bf81e3d4a84a")[..]

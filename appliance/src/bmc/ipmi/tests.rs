@@ -59,6 +59,7 @@ struct Bmc {
     hs: Option<Handshake>,
     session: Option<Session>,
     commands: Vec<(u8, u8, Vec<u8>)>,
+    rakp3_refusals: usize,
     rng: TestRng,
 }
 
@@ -72,6 +73,7 @@ impl Bmc {
             hs: None,
             session: None,
             commands: Vec::new(),
+            rakp3_refusals: 0,
             rng: TestRng(99),
         }
     }
@@ -234,6 +236,11 @@ impl Bmc {
 
     fn rakp3(&mut self, p: &[u8]) -> Option<Vec<u8>> {
         let hs = self.hs.take()?;
+        if p[1] != 0 {
+            // The console refused RAKP2: the half-open session is dropped, no answer.
+            self.rakp3_refusals += 1;
+            return None;
+        }
         let key = kuid(self.password);
         let expect = hmac(
             hs.suite.auth,
@@ -464,6 +471,8 @@ fn wrong_password_is_auth() {
         Err(Error::Auth)
     );
     assert!(client.is_closed());
+    assert_eq!(bmc.rakp3_refusals, 1, "the BMC was told");
+    assert!(bmc.hs.is_none());
     let mut client = Client::new(Config::default(), creds("a-password-of-21-bytes"));
     assert_eq!(
         run(&mut client, &mut bmc, &mut now, Operation::Status),
