@@ -310,7 +310,7 @@ impl Client {
                 request(p, &Command::channel_cipher_suites(index)).encode(&mut w)?;
                 // Outside a session some BMCs (ipmi_sim) answer this only in v1.5 format,
                 // others only in v2.0: alternate between the two on retransmission.
-                if p.tries % 2 == 0 {
+                if p.tries.is_multiple_of(2) {
                     return wire::encode_v15_plain(out, w.written()?);
                 }
                 payload::IPMI
