@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// The largest frame body. The largest message (an install target with a full URL and full
-/// kernel arguments) takes ~560 bytes; the rest is headroom for growth.
+/// kernel arguments) takes 546 bytes; the rest is headroom for growth.
 pub const MAX_FRAME: usize = 1024;
 /// Bytes of length prefix.
 pub const HEADER: usize = 2;
@@ -77,7 +77,7 @@ pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
 ///
 /// ```
 /// # use uplink::frame::{self, FrameDecoder};
-/// # let chunk: &[u8] = &[0, 1, 2];
+/// # let chunk: &[u8] = &[0, 2, 2, 7]; // a Pong(7) frame
 /// let mut decoder = FrameDecoder::new();
 /// let mut input = chunk;
 /// while let Some(frame) = decoder.decode(&mut input) {

@@ -8,7 +8,7 @@
 //!
 //! A frame is a 2-byte big-endian body length, then a [postcard] body holding exactly one
 //! message ([`ToProvider`] or [`ToAppliance`]). Bodies are at most [`frame::MAX_FRAME`]
-//! (1024) bytes: the largest message is ~560 bytes, since every string has a fixed capacity
+//! (1024) bytes: the largest message is 546 bytes, since every string has a fixed capacity
 //! (the `*_MAX` consts in [`message`]). [`frame::FrameDecoder`] takes stream chunks cut
 //! anywhere, rejects an oversize or zero length as soon as its 2 header bytes arrive (it
 //! never buffers such a body), and holds at most one body. Any frame or decode error ends the
@@ -61,6 +61,9 @@
 //! appliance's types do.
 #![no_std]
 #![forbid(unsafe_code)]
+// No allocator: messages are fixed-capacity values (a URL is 256 bytes in place), so the
+// variants differ in size and an unaccepted event is handed back whole; boxing is no option.
+#![allow(clippy::large_enum_variant, clippy::result_large_err)]
 
 pub mod dedup;
 pub mod frame;
