@@ -308,7 +308,7 @@ fn run(seed: u64, steps: usize, stats: &mut Stats) {
     }
     // Settle: no new work and no cuts, until everything is delivered and resolved. A
     // command left unaccepted (outbox full) waits for a reconnect, so reconnect now and then.
-    let mut round = 0;
+    let mut round = 0u32;
     while !w.settled() {
         w.step(&mut rng, true, stats);
         round += 1;
