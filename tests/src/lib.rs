@@ -13,6 +13,7 @@ pub mod boot;
 pub mod dhclient;
 pub mod dnsmasq;
 pub mod hostsim;
+pub mod ipmi_sim;
 pub mod net;
 pub mod perfdhcp;
 pub mod proc;

@@ -1,0 +1,225 @@
+//! OpenIPMI's `ipmi_sim` as a BMC on a loopback UDP port, with a chassis whose power and boot
+//! device live in files (or a chassis control program of the caller's, e.g. one that starts a
+//! QEMU VM). Killed when dropped; its files live in the caller's work directory.
+
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+use std::{fs, os::unix::fs::PermissionsExt};
+
+use crate::proc::{Child, Output, run_timeout};
+use crate::wait::poll_until;
+
+/// The BMC's user (administrator) in every instance.
+pub const USER: &str = "admin";
+pub const PASSWORD: &str = "password";
+
+/// How long an instance may take to answer its first packet.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The default chassis: `<dir>/power` holds 0 or 1, `<dir>/boot` the next boot device
+/// (`default`, `pxe`, ...), `<dir>/calls.log` every call. ipmi_sim runs
+/// `PROGRAM get|set PARAM [VALUE]...` (after the words of the configured command).
+const CHASSIS_SCRIPT: &str = r#"#!/bin/sh
+# ipmi_sim chassis_control: chassisctl.sh STATEDIR DEV get|set PARAM [VALUE] ...
+D=$1; shift 2
+op=$1; shift
+echo "$op $*" >> "$D/calls.log"
+case $op in
+get) for p in "$@"; do case $p in
+       power) echo "power:$(cat "$D/power" 2>/dev/null || echo 0)";;
+       boot) echo "boot:$(cat "$D/boot" 2>/dev/null || echo default)";;
+       *) echo "Invalid parameter: $p"; exit 1;; esac; done;;
+set) while [ $# -ge 2 ]; do p=$1; v=$2; shift 2; case $p in
+       power) echo "$v" > "$D/power";;
+       reset) ;;
+       shutdown) echo 0 > "$D/power";;
+       boot) echo "$v" > "$D/boot";;
+       *) echo "Invalid parameter: $p"; exit 1;; esac; done;;
+*) echo "bad op $op"; exit 1;;
+esac
+"#;
+
+/// The management controller ipmi_sim emulates (as in shared/reference/peer-configs/bmc.emu).
+const BMC_EMU: &str = "mc_setbmc 0x20
+mc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr
+sel_enable 0x20 1000 0x0a
+mc_enable 0x20
+";
+
+/// True when ipmi_sim and ipmitool are installed; otherwise prints why the test is skipped.
+pub fn available() -> bool {
+    let missing: Vec<&str> = ["ipmi_sim", "ipmitool"]
+        .into_iter()
+        .filter(|p| crate::which(p).is_none())
+        .collect();
+    if missing.is_empty() {
+        true
+    } else {
+        eprintln!(
+            "skipped: {} not installed (Debian packages openipmi, ipmitool)",
+            missing.join(", ")
+        );
+        false
+    }
+}
+
+/// One running ipmi_sim.
+pub struct IpmiSim {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl IpmiSim {
+    /// An instance on 127.0.0.1:`port` with the file-backed chassis, files in `parent`.
+    pub fn start(parent: &Path, port: u16) -> IpmiSim {
+        IpmiSim::start_with(parent, port, None)
+    }
+
+    /// Like `start`, with `chassis_control` (a command line; ipmi_sim appends
+    /// `get|set PARAM [VALUE]...`) instead of the file-backed chassis.
+    pub fn start_with(parent: &Path, port: u16, chassis_control: Option<&str>) -> IpmiSim {
+        let dir = parent.join(format!("ipmi_sim-{port}"));
+        let state = dir.join("state");
+        let chassis = dir.join("chassis");
+        for d in [&state, &chassis] {
+            fs::create_dir_all(d).unwrap_or_else(|e| panic!("mkdir {}: {e}", d.display()));
+        }
+        let control = match chassis_control {
+            Some(c) => c.to_owned(),
+            None => {
+                let script = dir.join("chassisctl.sh");
+                write(&script, CHASSIS_SCRIPT);
+                fs::set_permissions(&script, fs::Permissions::from_mode(0o755))
+                    .unwrap_or_else(|e| panic!("chmod {}: {e}", script.display()));
+                format!("{} {} 0x20", script.display(), chassis.display())
+            }
+        };
+        let conf = format!(
+            "name \"bmc{port}\"
+set_working_mc 0x20
+  startlan 1
+    addr 127.0.0.1 {port}
+    priv_limit admin
+    allowed_auths_callback none md2 md5 straight
+    allowed_auths_user none md2 md5 straight
+    allowed_auths_operator none md2 md5 straight
+    allowed_auths_admin none md2 md5 straight
+    guid a123456789abcdefa123456789abcdef
+  endlan
+  chassis_control \"{control}\"
+  user 2 true \"{USER}\" \"{PASSWORD}\" admin 10 none md2 md5 straight
+"
+        );
+        write(&dir.join("lan.conf"), &conf);
+        write(&dir.join("bmc.emu"), BMC_EMU);
+        let mut cmd = Command::new("ipmi_sim");
+        cmd.arg("-c")
+            .arg(dir.join("lan.conf"))
+            .arg("-f")
+            .arg(dir.join("bmc.emu"))
+            .arg("-s")
+            .arg(&state)
+            .arg("-n");
+        let child = Child::spawn(
+            &format!("ipmi_sim:{port}"),
+            &mut cmd,
+            &dir.join("ipmi_sim.log"),
+        );
+        let mut sim = IpmiSim { child, port, dir };
+        sim.wait_ready();
+        sim
+    }
+
+    /// `n` instances on ports `base..base + n` (started one after the other).
+    pub fn start_many(
+        parent: &Path,
+        base: u16,
+        n: u16,
+        chassis_control: Option<&str>,
+    ) -> Vec<IpmiSim> {
+        (0..n)
+            .map(|i| IpmiSim::start_with(parent, base + i, chassis_control))
+            .collect()
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The file-backed chassis' directory (`power`, `boot`, `calls.log`).
+    pub fn chassis_dir(&self) -> PathBuf {
+        self.dir.join("chassis")
+    }
+
+    /// Runs `ipmitool -I lanplus -C 3` against this BMC as the administrator (15 s limit).
+    pub fn ipmitool(&self, args: &[&str]) -> Output {
+        let port = self.port.to_string();
+        let mut cmd = Command::new("ipmitool");
+        cmd.args([
+            "-I",
+            "lanplus",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-U",
+            USER,
+            "-P",
+            PASSWORD,
+        ])
+        .args(["-C", "3", "-N", "1", "-R", "3"])
+        .args(args);
+        run_timeout(&mut cmd, Duration::from_secs(15)).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// "on" or "off" as ipmitool reads the chassis power.
+    pub fn ipmitool_power(&self) -> String {
+        let out = self.ipmitool(&["chassis", "power", "status"]);
+        assert!(
+            out.success(),
+            "ipmitool power status: {}{}",
+            out.stdout,
+            out.stderr
+        );
+        match out.stdout.trim() {
+            "Chassis Power is on" => "on".into(),
+            "Chassis Power is off" => "off".into(),
+            other => panic!("ipmitool said {other:?}"),
+        }
+    }
+
+    /// Waits until the BMC answers Get Channel Authentication Capabilities (IPMI v1.5
+    /// format, as ipmitool sends it first).
+    fn wait_ready(&mut self) {
+        let probe: [u8; 23] = [
+            0x06, 0x00, 0xFF, 0x07, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0x09, 0x20, 0x18, 0xC8, 0x81,
+            0x04, 0x38, 0x8E, 0x04, 0xB1,
+        ];
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind a probe socket");
+        sock.connect(("127.0.0.1", self.port))
+            .expect("connect the probe");
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("probe timeout");
+        let what = format!("ipmi_sim on port {} to answer", self.port);
+        let child = &mut self.child;
+        poll_until(&what, READY_TIMEOUT, || {
+            child.check_alive()?;
+            let _ = sock.send(&probe);
+            let mut buf = [0u8; 64];
+            Ok(sock.recv(&mut buf).ok().filter(|&n| n > 0))
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+fn write(path: &Path, text: &str) {
+    fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
