@@ -18,6 +18,7 @@ pub mod net;
 pub mod perfdhcp;
 pub mod proc;
 pub mod qemu;
+pub mod sushy;
 pub mod wait;
 
 use std::path::{Path, PathBuf};
