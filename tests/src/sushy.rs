@@ -87,19 +87,16 @@ impl Sushy {
             &work.file("sushy.log"),
         );
         let scheme = if tls.is_some() { "https" } else { "http" };
-        let sushy = Sushy {
+        poll_until("sushy-emulator to listen", Duration::from_secs(30), || {
+            child.check_alive()?;
+            Ok(std::net::TcpStream::connect(("127.0.0.1", port)).ok())
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        Sushy {
+            _child: child,
             url: format!("{scheme}://127.0.0.1:{port}"),
             tls,
-            _child: {
-                poll_until("sushy-emulator to listen", Duration::from_secs(30), || {
-                    child.check_alive()?;
-                    Ok(std::net::TcpStream::connect(("127.0.0.1", port)).ok())
-                })
-                .unwrap_or_else(|e| panic!("{e}"));
-                child
-            },
-        };
-        sushy
+        }
     }
 
     /// GET `path` with curl (Basic auth; the test CA for HTTPS); the body.
