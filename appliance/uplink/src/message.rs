@@ -146,8 +146,8 @@ pub enum Event {
     CommandResult(CommandResult),
 }
 
-/// What a state-like event is about: a newer event with the same key makes an older unsent
-/// one redundant, so a full outbox may drop the older one.
+/// What a state-like event is about: a newer event with the same key makes an older
+/// waiting one redundant, so a full outbox may drop the older one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Key {
     Seen(Mac),
