@@ -81,9 +81,9 @@ pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
 /// let mut decoder = FrameDecoder::new();
 /// let mut input = chunk;
 /// while let Some(frame) = decoder.decode(&mut input) {
-///     let body = frame.unwrap(); // on an error, close the connection
-///     let msg: uplink::ToProvider = frame::decode(body).unwrap();
-///     # let _ = msg;
+///     let Ok(body) = frame else { break }; // an error: close the connection
+///     let msg = frame::decode::<uplink::ToProvider>(body);
+///     assert_eq!(msg, Ok(uplink::ToProvider::Pong(7)));
 /// }
 /// ```
 pub struct FrameDecoder {
