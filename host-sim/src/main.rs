@@ -2,6 +2,7 @@
 //! `rack` runs an in-process simulated rack of PXE-booting machines.
 
 mod assets_dir;
+mod bmc;
 mod config;
 mod journal_file;
 mod rack;
@@ -32,6 +33,8 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Boot a simulated rack of machines against the appliance, in process.
     Rack(rack::RackArgs),
+    /// Power control through BMCs (IPMI v2.0 or Redfish): prints each one's power state.
+    Bmc(Box<bmc::cli::BmcArgs>),
 }
 
 #[derive(Args)]
@@ -126,6 +129,7 @@ fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Serve(a) => serve(*a),
         Command::Rack(a) => rack::run(&a),
+        Command::Bmc(a) => bmc::cli::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,10 +9,10 @@ use appliance::bmc::power::{self, PowerManager, Slot};
 use appliance::bmc::{BootMode, Credentials, Operation, PowerAction, PowerState, PxeBoot};
 use clap::{Args, ValueEnum};
 
+use super::Link;
 use super::ipmi::IpmiLink;
 use super::redfish::{RedfishLink, Trust};
 use super::runner::{self, Completion, Flow};
-use super::Link;
 
 #[derive(Args)]
 #[command(group = clap::ArgGroup::new("bmc").required(true).multiple(true).args(["ipmi", "redfish"]))]
@@ -72,8 +72,8 @@ enum Mode {
 }
 
 /// Runs the command on every BMC; prints each one's power state (`on`/`off`, prefixed by
-/// the BMC when there are several) and returns false if any failed.
-pub fn run(args: &BmcArgs) -> Result<bool, String> {
+/// the BMC when there are several) and each failure, and fails if any BMC did.
+pub fn run(args: &BmcArgs) -> Result<(), String> {
     let creds = credentials(args)?;
     let names: Vec<&String> = args.ipmi.iter().chain(&args.redfish).collect();
     let mut links = links(args, &creds)?;
@@ -89,7 +89,8 @@ pub fn run(args: &BmcArgs) -> Result<bool, String> {
     let mut slots = vec![Slot::default(); links.len()];
     let mut pm = PowerManager::new(config, &mut slots);
     for _ in &links {
-        pm.add(None, 0).map_err(|_| "power table full".to_string())?;
+        pm.add(None, 0)
+            .map_err(|_| "power table full".to_string())?;
     }
     for bmc in 0..links.len() {
         match args.command {
@@ -104,7 +105,8 @@ pub fn run(args: &BmcArgs) -> Result<bool, String> {
     let mut outcome: Vec<Option<Result<PowerState, String>>> = vec![None; links.len()];
     let mut rounds = vec![0u32; links.len()];
     let wanted = wanted_op(args.command, args.boot_mode);
-    let drove = runner::drive(&mut links, &mut pm, started, deadline, |pm, done| {
+    // A deadline that passes leaves the unfinished BMCs without an outcome: reported below.
+    let _ = runner::drive(&mut links, &mut pm, started, deadline, |pm, done| {
         let Completion {
             bmc, op, result, ..
         } = done;
@@ -140,25 +142,32 @@ pub fn run(args: &BmcArgs) -> Result<bool, String> {
     let unclosed = runner::close_all(&mut links, Instant::now() + Duration::from_secs(5));
 
     let many = names.len() > 1;
-    let mut ok = drove.is_ok() && unclosed == 0;
+    let mut failed = 0;
     for (name, outcome) in names.iter().zip(&outcome) {
-        let prefix = if many { format!("{name} ") } else { String::new() };
+        let prefix = if many {
+            format!("{name} ")
+        } else {
+            String::new()
+        };
         match outcome {
             Some(Ok(state)) => println!("{prefix}{}", state_word(*state)),
             Some(Err(error)) => {
                 eprintln!("host-sim bmc: {name}: {error}");
-                ok = false;
+                failed += 1;
             }
             None => {
                 eprintln!("host-sim bmc: {name}: no answer within {} s", args.timeout);
-                ok = false;
+                failed += 1;
             }
         }
     }
     if unclosed > 0 {
-        eprintln!("host-sim bmc: {unclosed} session(s) did not close in time");
+        return Err(format!("{unclosed} session(s) did not close in time"));
     }
-    Ok(ok)
+    if failed > 0 {
+        return Err(format!("{failed} of {} BMC(s) failed", names.len()));
+    }
+    Ok(())
 }
 
 /// The operation that completes the command; `None` for status reads.

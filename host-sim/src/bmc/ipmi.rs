@@ -52,11 +52,6 @@ impl IpmiLink {
         })
     }
 
-    /// The client, for its counters, the BMC's device id and GUID and the suite in use.
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
     fn ms(&self, now: Instant) -> u64 {
         u64::try_from(now.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
     }

@@ -1,8 +1,10 @@
 //! BMC power control on Linux: the appliance's sans-IO IPMI and Redfish clients over the
 //! host's sockets, for `host-sim bmc` and the power-manager runner.
 
+pub mod cli;
 pub mod ipmi;
 pub mod redfish;
+pub mod runner;
 
 use std::os::fd::RawFd;
 use std::time::Instant;

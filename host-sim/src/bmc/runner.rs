@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use appliance::bmc::power::{BmcId, Event, PowerManager};
+use appliance::bmc::power::{BmcId, PowerManager};
 use appliance::bmc::{Error, Operation, PowerState};
 
 use super::Link;
@@ -13,7 +13,6 @@ pub struct Completion {
     pub bmc: BmcId,
     pub op: Operation,
     pub result: Result<PowerState, Error>,
-    pub event: Option<Event>,
 }
 
 /// Whether the runner goes on after a completion.
@@ -107,13 +106,9 @@ fn finish(
     result: Result<PowerState, Error>,
     now_ms: u64,
 ) -> Completion {
-    let event = pm.complete(bmc, result, now_ms);
-    Completion {
-        bmc,
-        op,
-        result,
-        event,
-    }
+    // Callers read the manager's view; its events matter to the appliance, not to a CLI.
+    let _ = pm.complete(bmc, result, now_ms);
+    Completion { bmc, op, result }
 }
 
 fn millis(epoch: Instant, now: Instant) -> u64 {
