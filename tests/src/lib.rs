@@ -19,6 +19,7 @@ pub mod perfdhcp;
 pub mod proc;
 pub mod qemu;
 pub mod sushy;
+pub mod testbmc;
 pub mod wait;
 
 use std::path::{Path, PathBuf};

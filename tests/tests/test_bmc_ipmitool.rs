@@ -3,183 +3,22 @@
 //! refusals (wrong password, user or suite), replayed packets and the bounded session table.
 //! Needs no root; skips (passes with a message) when ipmitool is missing.
 
-use std::fs;
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, UdpSocket};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::net::UdpSocket;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::Duration;
 
-/// A running test-bmc with its own work directory (state file and log), killed on drop.
-struct TestBmc {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-}
+use e2e::testbmc::{TestBmc, has_line, ipmitool_missing};
 
-/// What one ipmitool run gave.
-struct Run {
-    ok: bool,
-    out: String,
-    err: String,
-}
-
-fn ipmitool_missing() -> bool {
-    let found = Command::new("ipmitool")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        eprintln!("skipped: ipmitool is not installed");
-    }
-    !found
-}
-
-/// A loopback UDP port that was free a moment ago.
-fn free_port() -> u16 {
-    let s = UdpSocket::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    s.local_addr().expect("local addr").port()
-}
-
-impl TestBmc {
-    /// Starts test-bmc offering `suites` and waits for its `ready` line.
-    fn start(test: &str, suites: &str) -> TestBmc {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "test-bmc-{}-{test}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        fs::create_dir_all(&dir).expect("work dir");
-        let port = free_port();
-        let log = fs::File::create(dir.join("bmc.log")).expect("log file");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_test-bmc"))
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args([
-                "--user",
-                "admin",
-                "--password",
-                "password",
-                "--suites",
-                suites,
-            ])
-            .arg("--state-file")
-            .arg(dir.join("state"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("spawn test-bmc");
-        let mut line = String::new();
-        let stdout = child.stdout.take().expect("stdout");
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read test-bmc stdout");
-        let bmc = TestBmc { child, port, dir };
-        assert_eq!(
-            line.trim(),
-            "ready",
-            "test-bmc did not start:\n{}",
-            bmc.log()
-        );
-        bmc
-    }
-
-    fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(self.dir.join("bmc.log")).unwrap_or_default()
-    }
-
-    /// The state file as `key=value` lines; `key` must be present.
-    fn state(&self, key: &str) -> String {
-        let text = fs::read_to_string(self.dir.join("state")).expect("state file");
-        let prefix = format!("{key}=");
-        let line = text.lines().find_map(|l| l.strip_prefix(&prefix));
-        line.unwrap_or_else(|| panic!("no {key} in state file:\n{text}"))
-            .to_owned()
-    }
-
-    /// Runs `ipmitool -I lanplus` against `port` (this BMC, or a proxy in front of it) with the
-    /// given user, password and cipher suite (`None`: let ipmitool pick), at most 20 s.
-    fn ipmitool_at(port: u16, user: &str, password: &str, suite: Option<u8>, args: &str) -> Run {
-        let mut cmd = Command::new("timeout");
-        cmd.args([
-            "20",
-            "ipmitool",
-            "-I",
-            "lanplus",
-            "-H",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-        ])
-        .args(["-U", user, "-P", password, "-N", "1", "-R", "2"]);
-        if let Some(s) = suite {
-            cmd.args(["-C", &s.to_string()]);
-        }
-        let o = cmd
-            .args(args.split_whitespace())
-            .output()
-            .expect("run ipmitool");
-        let run = Run {
-            ok: o.status.success(),
-            out: String::from_utf8_lossy(&o.stdout).into_owned(),
-            err: String::from_utf8_lossy(&o.stderr).into_owned(),
-        };
-        eprintln!("$ ipmitool -C {suite:?} {args}\n{}{}", run.out, run.err);
-        run
-    }
-
-    fn ipmitool(&self, suite: u8, args: &str) -> Run {
-        TestBmc::ipmitool_at(self.port, "admin", "password", Some(suite), args)
-    }
-
-    /// Runs ipmitool and expects success; returns its stdout.
-    fn ok(&self, suite: u8, args: &str) -> String {
-        let run = self.ipmitool(suite, args);
-        assert!(
-            run.ok,
-            "ipmitool {args} failed: {}\nBMC log:\n{}",
-            run.err,
-            self.log()
-        );
-        run.out
-    }
-}
-
-impl Drop for TestBmc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if !thread::panicking() {
-            let _ = fs::remove_dir_all(&self.dir);
-        } else {
-            eprintln!("kept {}; BMC log:\n{}", self.dir.display(), self.log());
-        }
-    }
-}
-
-/// Asserts that `text` has a line that, with runs of spaces squeezed, contains `want`.
-fn has_line(text: &str, want: &str) {
-    let squeeze = |l: &str| l.split_whitespace().collect::<Vec<_>>().join(" ");
-    assert!(
-        text.lines().any(|l| squeeze(l).contains(want)),
-        "no line with {want:?} in:\n{text}"
-    );
-}
+const BIN: &str = env!("CARGO_BIN_EXE_test-bmc");
 
 #[test]
 fn suite17_power_boot_device_and_session_info() {
     if ipmitool_missing() {
         return;
     }
-    let bmc = TestBmc::start("suite17", "17");
+    let bmc = TestBmc::start(BIN, "suite17", "17");
     assert_eq!(
         bmc.ok(17, "chassis power status").trim(),
         "Chassis Power is off"
@@ -295,7 +134,7 @@ fn suite3_when_offered_and_ipmitool_picks_17() {
     if ipmitool_missing() {
         return;
     }
-    let bmc = TestBmc::start("suite3", "3,17");
+    let bmc = TestBmc::start(BIN, "suite3", "3,17");
     assert_eq!(
         bmc.ok(3, "chassis power status").trim(),
         "Chassis Power is off"
@@ -334,7 +173,7 @@ fn refusals_wrong_password_user_or_suite() {
     if ipmitool_missing() {
         return;
     }
-    let bmc = TestBmc::start("refusals", "17");
+    let bmc = TestBmc::start(BIN, "refusals", "17");
     let wrong_password =
         TestBmc::ipmitool_at(bmc.port, "admin", "wrong", Some(17), "chassis power on");
     assert!(!wrong_password.ok, "a wrong password was accepted");
@@ -364,7 +203,7 @@ fn replayed_packets_are_dropped() {
     if ipmitool_missing() {
         return;
     }
-    let bmc = TestBmc::start("replay", "17");
+    let bmc = TestBmc::start(BIN, "replay", "17");
     let relay = UdpSocket::bind("127.0.0.1:0").expect("relay socket");
     relay
         .set_read_timeout(Some(Duration::from_millis(100)))
@@ -443,7 +282,7 @@ fn hostile_input_and_bounded_session_table() {
     if ipmitool_missing() {
         return;
     }
-    let bmc = TestBmc::start("bounded", "17");
+    let bmc = TestBmc::start(BIN, "bounded", "17");
     let sock = UdpSocket::bind("127.0.0.1:0").expect("socket");
     sock.connect(bmc.addr()).expect("connect");
     sock.set_read_timeout(Some(Duration::from_secs(2)))

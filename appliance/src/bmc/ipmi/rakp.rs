@@ -236,22 +236,12 @@ pub struct Keys {
 }
 
 impl Keys {
-    /// K_n = HMAC(SIK, constant n repeated to the hash length) (§13.32).
+    /// K_n = HMAC(SIK, the byte n repeated 20 times) (§13.32). Twenty for SHA-256 as well:
+    /// the spec's constants predate suite 17 and ipmitool, FreeIPMI and OpenBMC all keep 20.
     pub fn derive(hash: Option<Hash>, sik: &Mac) -> Result<Keys, Error> {
-        let len = hash.map_or(0, Hash::output_len);
-        let c1 = [1u8; 32];
-        let c2 = [2u8; 32];
         Ok(Keys {
-            k1: hmac(
-                hash,
-                sik.as_slice(),
-                &[c1.get(..len).ok_or(Error::Malformed)?],
-            )?,
-            k2: hmac(
-                hash,
-                sik.as_slice(),
-                &[c2.get(..len).ok_or(Error::Malformed)?],
-            )?,
+            k1: hmac(hash, sik.as_slice(), &[&[1u8; 20]])?,
+            k2: hmac(hash, sik.as_slice(), &[&[2u8; 20]])?,
         })
     }
 
