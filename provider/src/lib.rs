@@ -1,0 +1,2 @@
+//! The provider service: the appliances of many racks tunnel into it; it keeps the state of
+//! their machines and decides what each boots and whether it is powered.
