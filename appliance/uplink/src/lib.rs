@@ -66,6 +66,7 @@
 #![allow(clippy::large_enum_variant, clippy::result_large_err)]
 
 pub mod dedup;
+pub mod enroll;
 pub mod frame;
 pub mod message;
 pub mod outbox;
