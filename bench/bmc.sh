@@ -121,7 +121,7 @@ leak_ms=$(( ($(date +%s%N) - start) / 1000000 ))
 max_active=0
 for port in $(cat "$WORK/ports"); do
     active=$(timeout 20 ipmitool -I lanplus -H 127.0.0.1 -p "$port" -U admin -P password -C 3 \
-        session info all | awk -F: '/active sessions/ {print $2+0; exit}')
+        session info all | awk -F: '/active sessions/ && !n++ {print $2+0}')
     [ "$active" -gt "$max_active" ] && max_active=$active
 done
 
