@@ -15,7 +15,7 @@
 # (its own session is the only one expected).
 #
 # Environment: BMCS (48), REPS (5), BASE_PORT (17001), LEAK_ROUNDS (1000),
-#   HOST_SIM (target/release/host-sim), REPORT (bench/results/bmc-DATE.md).
+#   HOST_SIM (target/release/host-sim), REPORT (bench/results/bmc-YYYY-MM-DD.md).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -24,7 +24,7 @@ REPS=${REPS:-5}
 BASE_PORT=${BASE_PORT:-17001}
 LEAK_ROUNDS=${LEAK_ROUNDS:-1000}
 HOST_SIM=${HOST_SIM:-$ROOT/target/release/host-sim}
-REPORT=${REPORT:-$ROOT/bench/results/bmc-$(date +%Y%m%d-%H%M).md}
+REPORT=${REPORT:-$ROOT/bench/results/bmc-$(date +%F).md}
 WORK=$(mktemp -d /tmp/bench-bmc.XXXXXX)
 
 for tool in ipmi_sim ipmitool; do
