@@ -196,3 +196,14 @@ fn serve(a: ServeArgs) -> Result<(), String> {
     let store = assets_dir::DirStore::new(a.boot_dir);
     serve::run(&a.interface, settings, config, store).map_err(|e| e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Clap checks its own definitions only when a command is parsed; this checks them all.
+    #[test]
+    fn command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
+}

@@ -11,12 +11,23 @@ use clap::{Args, ValueEnum};
 
 use super::Link;
 use super::ipmi::IpmiLink;
+use super::probe::ProbeLink;
 use super::redfish::{RedfishLink, Trust};
 use super::runner::{self, Completion, Flow};
 
 #[derive(Args)]
-#[command(group = clap::ArgGroup::new("bmc").required(true).multiple(true).args(["ipmi", "redfish"]))]
+#[command(group = clap::ArgGroup::new("target").required(true).multiple(true).args(["bmc", "ipmi", "redfish"]))]
 pub struct BmcArgs {
+    /// A BMC of either kind: Redfish (https://HOST) is tried first, IPMI (HOST:623) if
+    /// Redfish does not answer; repeatable.
+    #[arg(long)]
+    bmc: Vec<String>,
+    /// Port `--bmc` tries Redfish (HTTPS) on.
+    #[arg(long, default_value_t = 443)]
+    redfish_port: u16,
+    /// Port `--bmc` tries IPMI on.
+    #[arg(long, default_value_t = 623)]
+    ipmi_port: u16,
     /// IPMI v2.0 BMC, HOST[:PORT] (port 623 by default); repeatable.
     #[arg(long)]
     ipmi: Vec<String>,
@@ -75,7 +86,12 @@ enum Mode {
 /// the BMC when there are several) and each failure, and fails if any BMC did.
 pub fn run(args: &BmcArgs) -> Result<(), String> {
     let creds = credentials(args)?;
-    let names: Vec<&String> = args.ipmi.iter().chain(&args.redfish).collect();
+    let names: Vec<&String> = args
+        .bmc
+        .iter()
+        .chain(&args.ipmi)
+        .chain(&args.redfish)
+        .collect();
     let mut links = links(args, &creds)?;
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.timeout);
@@ -222,6 +238,15 @@ fn credentials(args: &BmcArgs) -> Result<Credentials, String> {
 
 fn links(args: &BmcArgs, creds: &Credentials) -> Result<Vec<Box<dyn Link>>, String> {
     let mut links: Vec<Box<dyn Link>> = Vec::new();
+    for host in &args.bmc {
+        let url = format!("https://{host}:{}", args.redfish_port);
+        let redfish = RedfishLink::new(&url, creds.clone(), trust(args, &url)?)
+            .map_err(|e| format!("{host}: {e}"))?;
+        let addr = ipmi_addr(&format!("{host}:{}", args.ipmi_port))?;
+        let ipmi = IpmiLink::new(addr, creds.clone(), args.cipher_suite)
+            .map_err(|e| format!("{host}: {e}"))?;
+        links.push(Box::new(ProbeLink::new(redfish, ipmi)));
+    }
     for host in &args.ipmi {
         let addr = ipmi_addr(host)?;
         let link = IpmiLink::new(addr, creds.clone(), args.cipher_suite)

@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod ipmi;
+pub mod probe;
 pub mod redfish;
 pub mod runner;
 
