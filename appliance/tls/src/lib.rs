@@ -6,7 +6,8 @@
 //!   (the `uplink` crate's postcard frames) through [`TlsClient::write`] and
 //!   [`TlsClient::read`].
 //! - Trust is the provider CA given as DER and nothing else, and that CA must hash to the
-//!   SHA-256 pin the enrollment token carries. TLS 1.2 is not compiled in.
+//!   SHA-256 pin the enrollment token carries. Only TLS 1.3 is offered (and this crate does
+//!   not enable rustls' `tls12` feature).
 //! - The crypto provider ([`provider`](crate::Random)) holds only what the tunnel uses:
 //!   TLS13_AES_128_GCM_SHA256, secp256r1, ECDSA P-256 SHA-256, on RustCrypto crates.
 //! - [`KeyPair`]: the device key, generated from the caller's [`Entropy`], its SPKI DER for
