@@ -91,6 +91,8 @@ impl fmt::Display for TokenError {
     }
 }
 
+impl core::error::Error for TokenError {}
+
 impl EnrollmentToken {
     /// The token as text (see the module doc).
     pub fn encode(&self) -> Result<String<TOKEN_TEXT_MAX>, TokenError> {
@@ -207,6 +209,8 @@ impl fmt::Display for EnrollRefusal {
     }
 }
 
+impl core::error::Error for EnrollRefusal {}
+
 /// The bytes the appliance signs: [`PROOF_CONTEXT`] then the nonce.
 pub fn proof_message(nonce: &[u8; NONCE_LEN]) -> [u8; PROOF_CONTEXT.len() + NONCE_LEN] {
     let mut m = [0u8; PROOF_CONTEXT.len() + NONCE_LEN];
@@ -233,6 +237,8 @@ impl fmt::Display for FrameError {
         })
     }
 }
+
+impl core::error::Error for FrameError {}
 
 /// Writes `msg` as one frame (2-byte big-endian length, postcard body) at the start of
 /// `out`; returns the frame's length.
