@@ -8,7 +8,7 @@
 //! - Trust is the provider CA given as DER and nothing else, and that CA must hash to the
 //!   SHA-256 pin the enrollment token carries. Only TLS 1.3 is offered (and this crate does
 //!   not enable rustls' `tls12` feature).
-//! - The crypto provider ([`provider`](crate::Random)) holds only what the tunnel uses:
+//! - The crypto provider (module `provider`, fed by [`Random`]) holds only what the tunnel uses:
 //!   TLS13_AES_128_GCM_SHA256, secp256r1, ECDSA P-256 SHA-256, on RustCrypto crates.
 //! - [`KeyPair`]: the device key, generated from the caller's [`Entropy`], its SPKI DER for
 //!   the certificate request, and signatures for the enrollment proof of possession.

@@ -242,7 +242,13 @@ impl Driver {
             }
             let mut fed = 0;
             while fed < n {
-                fed += self.tls.feed(&buf[fed..n])?;
+                let took = self.tls.feed(&buf[fed..n])?;
+                // Full buffers: let `done` read the plaintext out, then feed the rest.
+                if took == 0 && done(&mut self.tls) {
+                    self.flush();
+                    return Ok(true);
+                }
+                fed += took;
             }
         }
     }
