@@ -1,11 +1,5 @@
 //! `provider`: the service (`serve`) and the operator's CLI on its API.
 
-use clap::Parser;
-
-#[derive(Parser)]
-#[command(version, about)]
-struct Cli {}
-
-fn main() {
-    Cli::parse();
+fn main() -> std::process::ExitCode {
+    provider::cli::run()
 }

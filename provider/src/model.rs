@@ -101,6 +101,17 @@ pub enum PreferredPower {
     Off,
 }
 
+impl FromStr for PreferredPower {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "on" => Ok(PreferredPower::On),
+            "off" => Ok(PreferredPower::Off),
+            other => Err(format!("power `{other}`: expected on or off")),
+        }
+    }
+}
+
 /// Power as last reported by the appliance (Omni's InfraMachineStatus.power_state).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -288,4 +299,13 @@ pub enum Change {
     Cordon,
     Uncordon,
     Bmc(BmcConfig),
+}
+
+/// A freshly created enrollment token; the secret is shown once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewToken {
+    pub id: String,
+    pub secret: String,
+    /// Unix seconds.
+    pub expires_at: u64,
 }

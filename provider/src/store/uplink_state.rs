@@ -33,6 +33,9 @@ pub(super) fn create_tables(tx: &WriteTransaction) -> Result<()> {
 pub struct Link {
     /// The `uplink::Inbox` number: every event up to it is applied.
     pub last_applied_seq: u64,
+    /// Events applied in all (duplicates not counted).
+    #[serde(default)]
+    pub applied_events: u64,
     /// The last command id issued (ids start at 1).
     pub last_command_id: u64,
     /// Events refused because they spoke for another rack's machine.
@@ -142,6 +145,7 @@ impl Store {
                 continue;
             }
             out.applied += 1;
+            link.applied_events += 1;
             match apply_event(&tx, id, &mut link, &e.event, now)? {
                 Effect::Touched(key) => {
                     out.touched.insert(key);

@@ -1,0 +1,162 @@
+//! The JSON HTTP API the CLI (and later the Omni adapter) drives. Listings never carry BMC
+//! configurations, only whether one is set.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use crate::Provider;
+use crate::model::{Appliance, Change, Machine, NewToken};
+use crate::store::{Link, StoreError, now};
+
+/// An appliance as listed.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ApplianceView {
+    #[serde(flatten)]
+    pub appliance: Appliance,
+    pub connected: bool,
+    pub last_applied_seq: u64,
+    pub applied_events: u64,
+    pub refused_events: u64,
+    pub machines: usize,
+}
+
+/// A machine as listed: `bmc` is `configured` or `none`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct MachineView {
+    #[serde(flatten)]
+    pub machine: Machine,
+    pub bmc: String,
+}
+
+impl From<Machine> for MachineView {
+    fn from(machine: Machine) -> Self {
+        let bmc = if machine.bmc_revision.is_some() {
+            "configured"
+        } else {
+            "none"
+        };
+        MachineView {
+            machine,
+            bmc: bmc.into(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TokenRequest {
+    pub expires_in_secs: u64,
+}
+
+/// An error answer: `{"error": "..."}` with a status.
+pub struct ApiError(StatusCode, String);
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        let status = match e {
+            StoreError::NotFound(_) => StatusCode::NOT_FOUND,
+            StoreError::Invalid(_) => StatusCode::BAD_REQUEST,
+            StoreError::Db(_) | StoreError::Decode(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError(status, e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+type Answer<T> = Result<Json<T>, ApiError>;
+
+pub fn router(provider: Arc<Provider>) -> Router {
+    Router::new()
+        .route("/api/appliances", get(appliances))
+        .route("/api/appliances/{name}/revoke", post(revoke))
+        .route("/api/machines", get(machines))
+        .route("/api/machines/{name}", get(machine).post(change))
+        .route("/api/tokens", post(create_token))
+        .with_state(provider)
+}
+
+/// Serves the API on `listener` until the process ends.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    provider: Arc<Provider>,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(provider)).await
+}
+
+async fn appliances(State(p): State<Arc<Provider>>) -> Answer<Vec<ApplianceView>> {
+    let machines = p.store.machines()?;
+    let views = p
+        .store
+        .appliances()?
+        .into_iter()
+        .map(|(a, link)| view(&p, a, &link, &machines));
+    Ok(Json(views.collect()))
+}
+
+fn view(p: &Provider, appliance: Appliance, link: &Link, machines: &[Machine]) -> ApplianceView {
+    ApplianceView {
+        connected: p.tunnels.is_connected(appliance.id),
+        last_applied_seq: link.last_applied_seq,
+        applied_events: link.applied_events,
+        refused_events: link.refused_events,
+        machines: machines
+            .iter()
+            .filter(|m| m.appliance == appliance.id)
+            .count(),
+        appliance,
+    }
+}
+
+async fn revoke(State(p): State<Arc<Provider>>, Path(name): Path<String>) -> Answer<Appliance> {
+    let appliance = p.store.find_appliance(&name)?;
+    p.store.revoke_appliance(appliance.id)?;
+    p.tunnels.disconnect(appliance.id);
+    Ok(Json(p.store.appliance(appliance.id)?))
+}
+
+async fn machines(State(p): State<Arc<Provider>>) -> Answer<Vec<MachineView>> {
+    Ok(Json(
+        p.store
+            .machines()?
+            .into_iter()
+            .map(MachineView::from)
+            .collect(),
+    ))
+}
+
+async fn machine(State(p): State<Arc<Provider>>, Path(name): Path<String>) -> Answer<MachineView> {
+    Ok(Json(p.store.machine(&name)?.into()))
+}
+
+async fn change(
+    State(p): State<Arc<Provider>>,
+    Path(name): Path<String>,
+    Json(change): Json<Change>,
+) -> Answer<MachineView> {
+    let m = p.store.change_machine(&name, &change)?;
+    p.tunnels.wake(m.appliance);
+    Ok(Json(m.into()))
+}
+
+async fn create_token(
+    State(p): State<Arc<Provider>>,
+    Json(req): Json<TokenRequest>,
+) -> Answer<NewToken> {
+    let expires_at = now().saturating_add(req.expires_in_secs);
+    let (id, secret) = p.store.create_token(expires_at)?;
+    Ok(Json(NewToken {
+        id,
+        secret,
+        expires_at,
+    }))
+}

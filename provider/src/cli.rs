@@ -1,0 +1,451 @@
+//! `provider`: the service (`serve`) and the operator's commands, which talk to the running
+//! service's API so they work while it runs.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+
+use crate::api::{ApplianceView, MachineView};
+use crate::client::Client;
+use crate::model::{Allocation, BmcConfig, BootOverride, Change, Machine, PreferredPower, fmt_mac};
+use crate::store::{StoreConfig, now};
+use crate::tunnel::TunnelOptions;
+use crate::{Provider, token_output};
+
+const DEFAULT_API: &str = "127.0.0.1:8790";
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "The provider service the rack appliances tunnel into, and its CLI."
+)]
+struct Cli {
+    /// The running service's API.
+    #[arg(long, global = true, default_value = DEFAULT_API)]
+    api: String,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Runs the service: the API (and the appliances' tunnel listener).
+    Serve {
+        #[arg(long)]
+        state_dir: PathBuf,
+        /// Where agent-mode machines boot from (sent to every appliance).
+        #[arg(long, default_value = "")]
+        agent_url: String,
+        /// Image Factory PXE base URL for installs.
+        #[arg(long, default_value = "https://pxe.factory.talos.dev/pxe")]
+        factory_url: String,
+    },
+    /// Lists the appliances.
+    Appliances {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lists the machines.
+    Machines {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sets a machine's preferred power state.
+    Power {
+        machine: String,
+        state: PreferredPower,
+    },
+    /// Overrides what a machine boots: agent, install, disk, an http(s) URL, or auto.
+    Boot {
+        machine: String,
+        target: String,
+    },
+    Accept {
+        machine: String,
+    },
+    Reject {
+        machine: String,
+    },
+    /// Allocates a machine: it installs this Talos and then boots from disk.
+    Allocate {
+        machine: String,
+        #[arg(long)]
+        talos_version: String,
+        /// Image Factory schematic id (default: no extensions).
+        #[arg(long)]
+        schematic: Option<String>,
+        #[arg(long, default_value = "")]
+        kernel_args: String,
+    },
+    /// Deallocates a machine: it is wiped and powered off.
+    Deallocate {
+        machine: String,
+    },
+    /// Reboots a machine once.
+    Reboot {
+        machine: String,
+    },
+    Cordon {
+        machine: String,
+    },
+    Uncordon {
+        machine: String,
+    },
+    /// Sets a machine's BMC (password from --password or BMC_PASSWORD).
+    Bmc {
+        machine: String,
+        /// IPMI BMC, IP[:PORT].
+        #[arg(long, conflicts_with = "redfish", required_unless_present = "redfish")]
+        ipmi: Option<String>,
+        /// Redfish service URL.
+        #[arg(long)]
+        redfish: Option<String>,
+        #[arg(long)]
+        user: String,
+        #[arg(long, env = "BMC_PASSWORD", hide_env_values = true)]
+        password: String,
+    },
+    /// Revokes an appliance (by id or name): its tunnel is refused from then on.
+    Revoke {
+        appliance: String,
+    },
+    /// Enrollment tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Creates a single-use enrollment token.
+    Create {
+        /// Validity, e.g. 30m, 24h, 7d (default 24h).
+        #[arg(long, default_value = "24h", value_parser = parse_duration)]
+        expires: u64,
+    },
+}
+
+/// Parses `N`, `Ns`, `Nm`, `Nh` or `Nd` into seconds.
+pub fn parse_duration(s: &str) -> Result<u64, String> {
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("duration `{s}`: expected e.g. 30m, 24h, 7d"))?;
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return Err(format!("duration `{s}`: unit must be s, m, h or d")),
+    };
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("duration `{s}` too long"))
+}
+
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    match execute(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("provider: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn execute(cli: Cli) -> Result<(), String> {
+    if let Cmd::Serve {
+        state_dir,
+        agent_url,
+        factory_url,
+    } = cli.command
+    {
+        let api: SocketAddr = cli
+            .api
+            .parse()
+            .map_err(|e| format!("--api {}: {e}", cli.api))?;
+        return serve(state_dir, api, &agent_url, factory_url);
+    }
+    let client = Client::new(&cli.api)?;
+    let change = |machine: &str, change: Change| -> Result<(), String> {
+        let m: MachineView = client.post(&format!("/api/machines/{machine}"), &change)?;
+        println!("{}: ok", m.machine.key);
+        Ok(())
+    };
+    match cli.command {
+        Cmd::Serve { .. } => Ok(()),
+        Cmd::Appliances { json } => {
+            let list: Vec<ApplianceView> = client.get("/api/appliances")?;
+            output(json, &list, appliance_rows)
+        }
+        Cmd::Machines { json } => {
+            let list: Vec<MachineView> = client.get("/api/machines")?;
+            output(json, &list, machine_rows)
+        }
+        Cmd::Power { machine, state } => change(&machine, Change::Power { state }),
+        Cmd::Boot { machine, target } => {
+            let target = match target.as_str() {
+                "auto" => None,
+                t => Some(t.parse::<BootOverride>()?),
+            };
+            change(&machine, Change::Boot { target })
+        }
+        Cmd::Accept { machine } => change(&machine, Change::Accept),
+        Cmd::Reject { machine } => change(&machine, Change::Reject),
+        Cmd::Allocate {
+            machine,
+            talos_version,
+            schematic,
+            kernel_args,
+        } => {
+            let allocation = Allocation {
+                talos_version,
+                schematic,
+                kernel_args,
+            };
+            change(&machine, Change::Allocate(allocation))
+        }
+        Cmd::Deallocate { machine } => change(&machine, Change::Deallocate),
+        Cmd::Reboot { machine } => change(&machine, Change::Reboot),
+        Cmd::Cordon { machine } => change(&machine, Change::Cordon),
+        Cmd::Uncordon { machine } => change(&machine, Change::Uncordon),
+        Cmd::Bmc {
+            machine,
+            ipmi,
+            redfish,
+            user,
+            password,
+        } => {
+            let endpoint = bmc_endpoint(ipmi, redfish)?;
+            change(
+                &machine,
+                Change::Bmc(BmcConfig {
+                    endpoint,
+                    user,
+                    password,
+                }),
+            )
+        }
+        Cmd::Revoke { appliance } => {
+            let a: crate::model::Appliance =
+                client.post(&format!("/api/appliances/{appliance}/revoke"), &())?;
+            println!("appliance {} ({}): revoked", a.id, a.name);
+            Ok(())
+        }
+        Cmd::Token {
+            command: TokenCmd::Create { expires },
+        } => {
+            token_output::print_token(&client.create_token(expires)?);
+            Ok(())
+        }
+    }
+}
+
+fn bmc_endpoint(
+    ipmi: Option<String>,
+    redfish: Option<String>,
+) -> Result<uplink::BmcEndpoint, String> {
+    if let Some(url) = redfish {
+        let url = url
+            .as_str()
+            .try_into()
+            .map_err(|_| format!("--redfish {url}: too long"))?;
+        return Ok(uplink::BmcEndpoint::Redfish {
+            url,
+            cert_sha256: None,
+        });
+    }
+    let addr = ipmi.unwrap_or_default();
+    let (ip, port) = match addr.split_once(':') {
+        Some((ip, port)) => (
+            ip,
+            port.parse()
+                .map_err(|_| format!("--ipmi {addr}: bad port"))?,
+        ),
+        None => (addr.as_str(), 623),
+    };
+    let ip: std::net::Ipv4Addr = ip
+        .parse()
+        .map_err(|_| format!("--ipmi {addr}: expected IPv4[:PORT]"))?;
+    Ok(uplink::BmcEndpoint::Ipmi {
+        ip: uplink::Ipv4(ip.octets()),
+        port,
+    })
+}
+
+fn serve(
+    state_dir: PathBuf,
+    api: SocketAddr,
+    agent_url: &str,
+    factory_url: String,
+) -> Result<(), String> {
+    let mut config = StoreConfig::default();
+    config.lifecycle.factory_url = factory_url;
+    config.appliance.agent_url = agent_url
+        .try_into()
+        .map_err(|_| format!("--agent-url {agent_url}: too long"))?;
+    let provider = Provider::open(&state_dir, config, TunnelOptions::default())
+        .map_err(|e| format!("{}: {e}", state_dir.display()))?;
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    runtime
+        .block_on(async {
+            // TLS: the appliances' tunnel listener goes here: a future that accepts mTLS
+            // connections and runs `crate::tunnel::serve_connection(stream, appliance,
+            // provider.store.clone(), provider.tunnels.clone())` for each. Until then only
+            // the API runs.
+            let tunnels = std::future::pending::<std::io::Result<()>>();
+            crate::serve(provider, api, tunnels).await
+        })
+        .map_err(|e| format!("serve: {e}"))
+}
+
+/// Prints a listing as JSON or as aligned columns.
+fn output<T: Serialize>(
+    json: bool,
+    list: &[T],
+    rows: fn(&[T]) -> Vec<Vec<String>>,
+) -> Result<(), String> {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(list).map_err(|e| e.to_string())?
+        );
+        return Ok(());
+    }
+    let rows = rows(list);
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+        .collect();
+    for row in rows {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:w$}"))
+            .collect();
+        println!("{}", cells.join("  ").trim_end());
+    }
+    Ok(())
+}
+
+fn ago(t: Option<u64>) -> String {
+    let Some(t) = t else { return "-".into() };
+    let secs = now().saturating_sub(t);
+    match secs {
+        s if s < 120 => format!("{s}s ago"),
+        s if s < 7200 => format!("{}m ago", s / 60),
+        s if s < 172_800 => format!("{}h ago", s / 3600),
+        s => format!("{}d ago", s / 86400),
+    }
+}
+
+fn appliance_rows(list: &[ApplianceView]) -> Vec<Vec<String>> {
+    let head = [
+        "ID",
+        "NAME",
+        "FIRMWARE",
+        "STATE",
+        "LAST SEEN",
+        "EVENTS",
+        "REFUSED",
+        "MACHINES",
+    ];
+    let mut rows = vec![head.map(String::from).to_vec()];
+    for v in list {
+        let a = &v.appliance;
+        let state = match (a.revoked, v.connected) {
+            (true, _) => "revoked",
+            (false, true) => "connected",
+            (false, false) => "offline",
+        };
+        rows.push(vec![
+            a.id.to_string(),
+            a.name.clone(),
+            a.firmware.clone().unwrap_or_else(|| "-".into()),
+            state.into(),
+            ago(a.last_seen),
+            v.applied_events.to_string(),
+            v.refused_events.to_string(),
+            v.machines.to_string(),
+        ]);
+    }
+    rows
+}
+
+fn machine_rows(list: &[MachineView]) -> Vec<Vec<String>> {
+    let head = [
+        "MACHINE",
+        "RACK",
+        "MAC",
+        "STATE",
+        "ALLOCATION",
+        "POWER",
+        "BOOT",
+        "IP",
+        "LAST SEEN",
+        "BMC",
+    ];
+    let mut rows = vec![head.map(String::from).to_vec()];
+    for v in list {
+        let m = &v.machine;
+        rows.push(vec![
+            m.key.to_string(),
+            m.appliance.to_string(),
+            fmt_mac(m.mac),
+            state(m),
+            m.allocation
+                .as_ref()
+                .map_or("-".into(), |a| a.talos_version.clone()),
+            format!("{:?}/{:?}", m.preferred_power, m.observed_power).to_lowercase(),
+            m.delivered.boot.as_ref().map_or("-".into(), boot_name),
+            m.lease_ip
+                .map_or("-".into(), |ip| std::net::Ipv4Addr::from(ip).to_string()),
+            ago(Some(m.last_seen)),
+            v.bmc.clone(),
+        ]);
+    }
+    rows
+}
+
+fn state(m: &Machine) -> String {
+    let mut s = format!("{:?}", m.acceptance).to_lowercase();
+    for (flag, name) in [
+        (m.installed, "installed"),
+        (m.wipe_due(), "wiping"),
+        (m.cordoned, "cordoned"),
+    ] {
+        if flag {
+            s.push(',');
+            s.push_str(name);
+        }
+    }
+    s
+}
+
+fn boot_name(t: &uplink::BootTarget) -> String {
+    match t {
+        uplink::BootTarget::Agent { wipe_id: Some(_) } => "agent+wipe".into(),
+        uplink::BootTarget::Agent { wipe_id: None } => "agent".into(),
+        uplink::BootTarget::Install { .. } => "install".into(),
+        uplink::BootTarget::Disk => "disk".into(),
+        uplink::BootTarget::Script(u) | uplink::BootTarget::Url(u) => u.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90"), Ok(90));
+        assert_eq!(parse_duration("30m"), Ok(1800));
+        assert_eq!(parse_duration("24h"), Ok(86400));
+        assert_eq!(parse_duration("7d"), Ok(604_800));
+        assert!(parse_duration("7w").is_err());
+        assert!(parse_duration("h").is_err());
+    }
+}
