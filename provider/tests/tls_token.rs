@@ -1,9 +1,8 @@
 //! `provider token create`'s output: the token text parses back, the terminal QR code is
 //! half blocks, and the SVG and PNG files are written.
 
-use provider::tls::token::{EnrollmentToken, enrollment_token, parse_duration};
-use provider::token_output::print_token;
-use std::time::Duration;
+use provider::tls::token::{EnrollmentToken, enrollment_token};
+use provider::token_output::print_enrollment_token;
 
 #[test]
 fn printed_token_parses_back_and_renders_as_qr() {
@@ -12,7 +11,7 @@ fn printed_token_parses_back_and_renders_as_qr() {
     std::fs::create_dir_all(&dir).unwrap();
     let (png, svg) = (dir.join("t.png"), dir.join("t.svg"));
     let mut out = Vec::new();
-    print_token(&mut out, &token, 1_767_225_600, Some(&png), Some(&svg)).unwrap();
+    print_enrollment_token(&mut out, &token, 1_767_225_600, Some(&png), Some(&svg)).unwrap();
     let out = String::from_utf8(out).unwrap();
 
     assert!(out.contains("expires 2026-01-01 00:00 UTC"), "{out}");
@@ -37,15 +36,4 @@ fn token_debug_hides_the_secret() {
         !shown.contains("secret:") && !shown.contains("118"),
         "{shown}"
     );
-}
-
-#[test]
-fn durations() {
-    assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
-    assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
-    assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
-    assert_eq!(parse_duration("600"), Ok(Duration::from_secs(600)));
-    assert!(parse_duration("0h").is_err());
-    assert!(parse_duration("2w").is_err());
-    assert!(parse_duration("h").is_err());
 }
