@@ -291,7 +291,8 @@ enum Effect {
     Refused,
 }
 
-/// Applies one event inside the batch's transaction.
+/// Applies one event inside the batch's transaction. An event about a machine of another
+/// rack is refused (and logged); one about an unknown machine changes nothing.
 fn apply_event(
     tx: &WriteTransaction,
     id: ApplianceId,
@@ -299,7 +300,7 @@ fn apply_event(
     event: &Event,
     now: u64,
 ) -> Result<Effect> {
-    let (machine, update): (Option<Machine>, Box<dyn FnOnce(&mut Machine)>) = match event {
+    let found = match event {
         Event::MachineSeen(s) => {
             let by_uuid = match s.uuid {
                 Some(u) => lookup(tx, MachineId::Uuid(u))?,
@@ -309,56 +310,16 @@ fn apply_event(
                 Some(m) => Some(m),
                 None => lookup(tx, MachineId::Mac(s.mac))?,
             };
-            let mut m = found.unwrap_or_else(|| Machine::new(id, s.mac, s.uuid, s.first_seen));
-            if m.appliance == id {
-                if let (None, Some(u)) = (m.uuid, s.uuid) {
-                    rekey_machine(tx, &mut m, u)?;
-                }
-            }
-            let s = s.clone();
-            (
-                Some(m),
-                Box::new(move |m| {
-                    m.arch = s.arch.or(m.arch);
-                    m.first_seen = m.first_seen.min(s.first_seen);
-                    m.last_seen = m.last_seen.max(s.last_seen);
-                }),
-            )
+            Some(found.unwrap_or_else(|| Machine::new(id, s.mac, s.uuid, s.first_seen)))
         }
-        Event::Lease(l) => {
-            let l = l.clone();
-            (
-                lookup(tx, MachineId::Mac(l.mac))?,
-                Box::new(move |m| {
-                    m.lease_ip = Some(l.ip.0);
-                    m.lease_expires = Some(l.expires);
-                }),
-            )
-        }
-        Event::BootServed(b) => {
-            let what = describe(&b.what);
-            (
-                lookup(tx, MachineId::Mac(b.mac))?,
-                Box::new(move |m| lifecycle::boot_served(m, what)),
-            )
-        }
-        Event::PowerState(p) => {
-            let state = ObservedPower::from(p.state);
-            (
-                lookup(tx, p.machine)?,
-                Box::new(move |m| {
-                    if m.observed_power != state {
-                        m.observed_power = state;
-                        m.delivered.power_attempt = None;
-                    }
-                }),
-            )
-        }
+        Event::Lease(l) => lookup(tx, MachineId::Mac(l.mac))?,
+        Event::BootServed(b) => lookup(tx, MachineId::Mac(b.mac))?,
+        Event::PowerState(p) => lookup(tx, p.machine)?,
         Event::CommandResult(r) => {
             return apply_result(tx, id, link, r.command_id, &r.outcome, now);
         }
     };
-    let Some(mut m) = machine else {
+    let Some(mut m) = found else {
         return Ok(Effect::None);
     };
     if m.appliance != id {
@@ -368,7 +329,29 @@ fn apply_event(
         );
         return Ok(Effect::Refused);
     }
-    update(&mut m);
+    match event {
+        Event::MachineSeen(s) => {
+            if let (None, Some(u)) = (m.uuid, s.uuid) {
+                rekey_machine(tx, &mut m, u)?;
+            }
+            m.arch = s.arch.or(m.arch);
+            m.first_seen = m.first_seen.min(s.first_seen);
+            m.last_seen = m.last_seen.max(s.last_seen);
+        }
+        Event::Lease(l) => {
+            m.lease_ip = Some(l.ip.0);
+            m.lease_expires = Some(l.expires);
+        }
+        Event::BootServed(b) => lifecycle::boot_served(&mut m, describe(&b.what)),
+        Event::PowerState(p) => {
+            let state = ObservedPower::from(p.state);
+            if m.observed_power != state {
+                m.observed_power = state;
+                m.delivered.power_attempt = None;
+            }
+        }
+        Event::CommandResult(_) => {}
+    }
     put_machine(tx, &m)?;
     Ok(Effect::Touched(m.key))
 }
