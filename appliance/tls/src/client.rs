@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 use crate::Error;
 use crate::keys::KeyPair;
+use crate::pinned::PinnedPresentedCa;
 use crate::provider::{RandomSource, provider};
 
 /// Ciphertext held before processing: two full records (16 KiB + 256 + 5 each), so a
@@ -28,11 +29,16 @@ const MAX_PLAIN: usize = 16384;
 
 /// Everything one connection to the provider needs.
 pub struct ClientConfig {
-    /// The provider CA certificate (DER): the only trust anchor.
-    pub ca_der: Vec<u8>,
-    /// SHA-256 of `ca_der` as the enrollment token carries it: a CA that does not match is
-    /// refused before any byte is sent.
+    /// The provider CA certificate (DER): the only trust anchor. `None` while enrolling,
+    /// when only the pin is known: then the CA the server presents last in its chain is the
+    /// anchor if it hashes to `ca_pin` ([`TlsClient::server_ca`] hands it out to store).
+    pub ca_der: Option<Vec<u8>>,
+    /// SHA-256 of the CA as the enrollment token carries it: a stored CA that does not match
+    /// is refused before any byte is sent, a presented one in the handshake.
     pub ca_pin: [u8; 32],
+    /// ALPN protocols to offer (the provider picks tunnel or enrollment by it); the server
+    /// must choose one of them when any are given.
+    pub alpn: Vec<Vec<u8>>,
     /// Our certificate chain (DER, leaf first) and key; `None` while enrolling.
     pub identity: Option<Identity>,
     /// The provider's DNS name or IP address, as in its certificate.
@@ -72,25 +78,36 @@ pub struct TlsClient {
 impl TlsClient {
     /// Checks the CA against its pin, builds the config and queues the ClientHello.
     pub fn new(config: ClientConfig) -> Result<Self, Error> {
-        if Sha256::digest(&config.ca_der).as_slice() != config.ca_pin {
-            return Err(Error::CaPinMismatch);
-        }
         let provider = provider(config.random);
-        let mut roots = RootCertStore::empty();
-        roots
-            .add(CertificateDer::from(config.ca_der))
-            .map_err(|_| Error::BadCaCertificate)?;
-        let verifier = WebPkiServerVerifier::builder_with_provider(
-            Arc::new(roots),
+        let builder = rustls::ClientConfig::builder_with_details(
             Arc::<CryptoProvider>::clone(&provider),
+            config.time,
         )
-        .build()
-        .map_err(|_| Error::BadCaCertificate)?;
-        let builder = rustls::ClientConfig::builder_with_details(provider, config.time)
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(Error::Tls)?
-            .with_webpki_verifier(verifier);
-        let tls_config = match config.identity {
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(Error::Tls)?;
+        let builder = match config.ca_der {
+            Some(ca_der) => {
+                if Sha256::digest(&ca_der).as_slice() != config.ca_pin {
+                    return Err(Error::CaPinMismatch);
+                }
+                let mut roots = RootCertStore::empty();
+                roots
+                    .add(CertificateDer::from(ca_der))
+                    .map_err(|_| Error::BadCaCertificate)?;
+                let verifier =
+                    WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+                        .build()
+                        .map_err(|_| Error::BadCaCertificate)?;
+                builder.with_webpki_verifier(verifier)
+            }
+            None => builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(PinnedPresentedCa {
+                    pin: config.ca_pin,
+                    provider,
+                })),
+        };
+        let mut tls_config = match config.identity {
             Some(identity) => {
                 let chain = identity
                     .cert_chain
@@ -102,6 +119,7 @@ impl TlsClient {
             }
             None => builder.with_no_client_auth(),
         };
+        tls_config.alpn_protocols = config.alpn;
         let name = ServerName::try_from(config.server_name).map_err(|_| Error::BadServerName)?;
         let conn =
             UnbufferedClientConnection::new(Arc::new(tls_config), name).map_err(Error::from_tls)?;
@@ -172,6 +190,22 @@ impl TlsClient {
     /// our certificate only after that, which then arrives as an error on `read`).
     pub fn is_handshaking(&self) -> bool {
         self.conn.is_handshaking()
+    }
+
+    /// The ALPN protocol the server chose, once it has answered.
+    pub fn alpn_protocol(&self) -> Option<&[u8]> {
+        self.conn.alpn_protocol()
+    }
+
+    /// The CA certificate (DER) the server presented last in its chain, once the handshake
+    /// has verified it: with [`ClientConfig::ca_der`] `None`, the anchor to store after
+    /// enrolling (it hashes to the pin).
+    pub fn server_ca(&self) -> Option<&[u8]> {
+        if self.is_handshaking() {
+            return None;
+        }
+        let chain = self.conn.peer_certificates()?;
+        chain.get(1..)?.last().map(|ca| ca.as_ref())
     }
 
     /// True once the server has sent close_notify: no more data will arrive.

@@ -82,10 +82,28 @@ impl KeyPair {
     }
 
     /// ECDSA P-256 SHA-256 over `message`, DER-encoded (RFC 6979 nonces, so signing needs
-    /// no randomness): the enrollment proof of possession.
+    /// no randomness): TLS CertificateVerify.
     pub fn sign(&self, message: &[u8]) -> Vec<u8> {
         let signature: DerSignature = EcdsaKey::from(&self.secret).sign(message);
         signature.as_bytes().to_vec()
+    }
+
+    /// The public key as an uncompressed SEC1 point (`04 || x || y`), as the enrollment
+    /// request carries it.
+    pub fn public_point(&self) -> [u8; 65] {
+        let mut point = [0u8; 65];
+        let encoded = self.public_key().to_sec1_bytes();
+        if let Some(dst) = point.get_mut(..encoded.len()) {
+            dst.copy_from_slice(&encoded);
+        }
+        point
+    }
+
+    /// ECDSA P-256 SHA-256 over `message` in the fixed `r || s` form: the enrollment proof
+    /// of possession (the provider verifies the fixed encoding).
+    pub fn sign_fixed(&self, message: &[u8]) -> [u8; 64] {
+        let signature: p256::ecdsa::Signature = EcdsaKey::from(&self.secret).sign(message);
+        signature.to_bytes().into()
     }
 
     pub(crate) fn public_key(&self) -> p256::PublicKey {

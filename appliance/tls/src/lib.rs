@@ -6,8 +6,11 @@
 //!   (the `uplink` crate's postcard frames) through [`TlsClient::write`] and
 //!   [`TlsClient::read`].
 //! - Trust is the provider CA given as DER and nothing else, and that CA must hash to the
-//!   SHA-256 pin the enrollment token carries. Only TLS 1.3 is offered (and this crate does
-//!   not enable rustls' `tls12` feature).
+//!   SHA-256 pin the enrollment token carries. While enrolling the appliance has only the
+//!   pin: then the CA the server presents at the end of its chain is the anchor if it hashes
+//!   to the pin, and [`TlsClient::server_ca`] hands it out to be stored. Only TLS 1.3 is
+//!   offered (and this crate does not enable rustls' `tls12` feature). ALPN picks the
+//!   provider's service (tunnel or enrollment).
 //! - The crypto provider (module `provider`, fed by [`Random`]) holds only what the tunnel uses:
 //!   TLS13_AES_128_GCM_SHA256, secp256r1, ECDSA P-256 SHA-256, on RustCrypto crates.
 //! - [`KeyPair`]: the device key, generated from the caller's [`Entropy`], its SPKI DER for
@@ -27,6 +30,7 @@ extern crate alloc;
 
 mod client;
 mod keys;
+mod pinned;
 mod provider;
 
 pub use client::{ClientConfig, Identity, TlsClient};

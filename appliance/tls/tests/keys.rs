@@ -3,7 +3,7 @@
 mod common;
 
 use common::OsEntropy;
-use ring::signature::{ECDSA_P256_SHA256_ASN1, UnparsedPublicKey};
+use ring::signature::{ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
 use uplink_tls::{Entropy, EntropyError, KeyPair};
 
 #[test]
@@ -19,6 +19,18 @@ fn proof_of_possession_verifies_with_the_spki() {
     let public = UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, &spki[26..]);
     public.verify(b"enrollment nonce", &signature).unwrap();
     assert!(public.verify(b"another nonce", &signature).is_err());
+}
+
+#[test]
+fn fixed_signature_verifies_with_the_public_point() {
+    let key = KeyPair::generate(&OsEntropy).unwrap();
+    let point = key.public_point();
+    assert_eq!(point[0], 4, "uncompressed");
+    assert_eq!(&key.spki_der()[26..], point);
+    let signature = key.sign_fixed(b"context and nonce");
+    let public = UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point);
+    public.verify(b"context and nonce", &signature).unwrap();
+    assert!(public.verify(b"context and other", &signature).is_err());
 }
 
 #[test]
