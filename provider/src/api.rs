@@ -3,16 +3,16 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{FromRef, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use crate::Provider;
 use crate::model::{Appliance, Change, Machine, NewToken};
 use crate::store::{Link, StoreError, now};
+use crate::{Provider, hex};
 
 /// An appliance as listed.
 #[derive(Debug, Serialize, Deserialize)]
@@ -53,6 +53,28 @@ pub struct TokenRequest {
     pub expires_in_secs: u64,
 }
 
+/// Where appliances enroll and tunnel: what a token carries besides its secret.
+#[derive(Clone, Debug)]
+pub struct TunnelEndpoint {
+    /// `host:port` of the TLS front.
+    pub addr: String,
+    /// SHA-256 of the CA certificate.
+    pub ca_sha256: [u8; 32],
+}
+
+/// The handlers' state; most take only the provider (through [`FromRef`]).
+#[derive(Clone)]
+struct ApiState {
+    provider: Arc<Provider>,
+    endpoint: Arc<TunnelEndpoint>,
+}
+
+impl FromRef<ApiState> for Arc<Provider> {
+    fn from_ref(state: &ApiState) -> Self {
+        state.provider.clone()
+    }
+}
+
 /// An error answer: `{"error": "..."}` with a status.
 pub struct ApiError(StatusCode, String);
 
@@ -75,22 +97,26 @@ impl IntoResponse for ApiError {
 
 type Answer<T> = Result<Json<T>, ApiError>;
 
-pub fn router(provider: Arc<Provider>) -> Router {
+pub fn router(provider: Arc<Provider>, endpoint: TunnelEndpoint) -> Router {
     Router::new()
         .route("/api/appliances", get(appliances))
         .route("/api/appliances/{name}/revoke", post(revoke))
         .route("/api/machines", get(machines))
         .route("/api/machines/{name}", get(machine).post(change))
         .route("/api/tokens", post(create_token))
-        .with_state(provider)
+        .with_state(ApiState {
+            provider,
+            endpoint: Arc::new(endpoint),
+        })
 }
 
-/// Serves the API on `listener` until the process ends.
+/// Serves the API on `listener` until the process ends; tokens name `endpoint`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     provider: Arc<Provider>,
+    endpoint: TunnelEndpoint,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(provider)).await
+    axum::serve(listener, router(provider, endpoint)).await
 }
 
 async fn appliances(State(p): State<Arc<Provider>>) -> Answer<Vec<ApplianceView>> {
@@ -149,14 +175,16 @@ async fn change(
 }
 
 async fn create_token(
-    State(p): State<Arc<Provider>>,
+    State(s): State<ApiState>,
     Json(req): Json<TokenRequest>,
 ) -> Answer<NewToken> {
     let expires_at = now().saturating_add(req.expires_in_secs);
-    let (id, secret) = p.store.create_token(expires_at)?;
+    let (id, secret) = s.provider.store.create_token(expires_at)?;
     Ok(Json(NewToken {
         id,
         secret,
         expires_at,
+        addr: s.endpoint.addr.clone(),
+        ca_sha256: hex::encode(&s.endpoint.ca_sha256),
     }))
 }

@@ -10,12 +10,16 @@ use serde::Serialize;
 
 use crate::api::{ApplianceView, MachineView};
 use crate::client::Client;
-use crate::model::{Allocation, BmcConfig, BootOverride, Change, Machine, PreferredPower, fmt_mac};
+use crate::model::{
+    Allocation, BmcConfig, BootOverride, Change, Machine, NewToken, PreferredPower, fmt_mac,
+};
 use crate::store::{StoreConfig, now};
+use crate::tls::token::EnrollmentToken;
 use crate::tunnel::TunnelOptions;
-use crate::{Provider, token_output};
+use crate::{Provider, TlsOptions, hex, tls, token_output};
 
 const DEFAULT_API: &str = "127.0.0.1:8790";
+const DEFAULT_LISTEN: &str = "0.0.0.0:8791";
 
 #[derive(Parser)]
 #[command(
@@ -32,10 +36,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Runs the service: the API (and the appliances' tunnel listener).
+    /// Runs the service: the appliances' TLS port (enrollment and tunnels) and the API.
     Serve {
         #[arg(long)]
         state_dir: PathBuf,
+        /// The appliances' TLS port.
+        #[arg(long, default_value = DEFAULT_LISTEN)]
+        listen: SocketAddr,
+        /// A name or address appliances dial (repeatable): all go into the server
+        /// certificate, the first into tokens. Default: the --listen address if it is a
+        /// specific one, else this host's name.
+        #[arg(long = "server-name")]
+        server_names: Vec<String>,
         /// Where agent-mode machines boot from (sent to every appliance).
         #[arg(long, default_value = "")]
         agent_url: String,
@@ -126,6 +138,12 @@ enum TokenCmd {
         /// Validity, e.g. 30m, 24h, 7d (default 24h).
         #[arg(long, default_value = "24h", value_parser = parse_duration)]
         expires: u64,
+        /// Also write the QR code as a PNG image.
+        #[arg(long)]
+        png: Option<PathBuf>,
+        /// Also write the QR code as an SVG image.
+        #[arg(long)]
+        svg: Option<PathBuf>,
     },
 }
 
@@ -160,6 +178,8 @@ pub fn run() -> ExitCode {
 fn execute(cli: Cli) -> Result<(), String> {
     if let Cmd::Serve {
         state_dir,
+        listen,
+        server_names,
         agent_url,
         factory_url,
     } = cli.command
@@ -168,7 +188,16 @@ fn execute(cli: Cli) -> Result<(), String> {
             .api
             .parse()
             .map_err(|e| format!("--api {}: {e}", cli.api))?;
-        return serve(state_dir, api, &agent_url, factory_url);
+        let server_names = match server_names {
+            names if !names.is_empty() => names,
+            _ => vec![default_server_name(listen)?],
+        };
+        let tls = TlsOptions {
+            listen,
+            server_names,
+            state_dir,
+        };
+        return serve(tls, api, &agent_url, factory_url);
     }
     let client = Client::new(&cli.api)?;
     let change = |machine: &str, change: Change| -> Result<(), String> {
@@ -237,10 +266,17 @@ fn execute(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Cmd::Token {
-            command: TokenCmd::Create { expires },
+            command: TokenCmd::Create { expires, png, svg },
         } => {
-            token_output::print_token(&client.create_token(expires)?);
-            Ok(())
+            let created = client.create_token(expires)?;
+            token_output::print_enrollment_token(
+                &mut std::io::stdout().lock(),
+                &enrollment_token(&created)?,
+                created.expires_at,
+                png.as_deref(),
+                svg.as_deref(),
+            )
+            .map_err(|e| format!("token {}: {e}", created.id))
         }
     }
 }
@@ -277,8 +313,30 @@ fn bmc_endpoint(
     })
 }
 
+/// The enrollment token for one the API created.
+fn enrollment_token(created: &NewToken) -> Result<EnrollmentToken, String> {
+    let bad = || "malformed token from the API".to_string();
+    let ca_sha256 = hex::decode(&created.ca_sha256)
+        .and_then(|ca| ca.try_into().ok())
+        .ok_or_else(bad)?;
+    let secret = hex::decode(&created.secret).ok_or_else(bad)?;
+    tls::token::enrollment_token(&created.addr, ca_sha256, &secret).map_err(|e| e.to_string())
+}
+
+/// The listen address if appliances can dial it as it is, else this host's name.
+fn default_server_name(listen: SocketAddr) -> Result<String, String> {
+    if !listen.ip().is_unspecified() {
+        return Ok(listen.ip().to_string());
+    }
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .ok_or_else(|| "no host name: give --server-name".to_string())
+}
+
 fn serve(
-    state_dir: PathBuf,
+    tls: TlsOptions,
     api: SocketAddr,
     agent_url: &str,
     factory_url: String,
@@ -288,18 +346,11 @@ fn serve(
     config.appliance.agent_url = agent_url
         .try_into()
         .map_err(|_| format!("--agent-url {agent_url}: too long"))?;
-    let provider = Provider::open(&state_dir, config, TunnelOptions::default())
-        .map_err(|e| format!("{}: {e}", state_dir.display()))?;
+    let provider = Provider::open(&tls.state_dir, config, TunnelOptions::default())
+        .map_err(|e| format!("{}: {e}", tls.state_dir.display()))?;
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     runtime
-        .block_on(async {
-            // TLS: the appliances' tunnel listener goes here: a future that accepts mTLS
-            // connections and runs `crate::tunnel::serve_connection(stream, appliance,
-            // provider.store.clone(), provider.tunnels.clone())` for each. Until then only
-            // the API runs.
-            let tunnels = std::future::pending::<std::io::Result<()>>();
-            crate::serve(provider, api, tunnels).await
-        })
+        .block_on(crate::serve(provider, api, &tls))
         .map_err(|e| format!("serve: {e}"))
 }
 

@@ -23,7 +23,8 @@ impl fmt::Display for ApplianceId {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Appliance {
     pub id: ApplianceId,
-    /// The name in its certificate, which it also sends in its hello.
+    /// The operator's label from its enrollment request. Its certificate and hello carry
+    /// the id.
     pub name: String,
     /// From its last hello.
     pub firmware: Option<String>,
@@ -301,11 +302,15 @@ pub enum Change {
     Bmc(BmcConfig),
 }
 
-/// A freshly created enrollment token; the secret is shown once.
+/// A freshly created enrollment token; the secret (hex) is shown once. With the TLS
+/// front's `addr` (`host:port`) and CA fingerprint (`ca_sha256`, hex) it makes the token an
+/// appliance is given.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewToken {
     pub id: String,
     pub secret: String,
     /// Unix seconds.
     pub expires_at: u64,
+    pub addr: String,
+    pub ca_sha256: String,
 }

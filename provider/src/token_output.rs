@@ -1,8 +1,7 @@
 //! `provider token create`'s output: the token as text and as a QR code in the terminal
 //! (Unicode half blocks, two modules per character cell), and on request as SVG or PNG.
 //! Build the token with [`crate::tls::token::enrollment_token`] from the store's secret,
-//! the tunnel listener's `host:port` and the CA fingerprint. [`print_token`] is the CLI's
-//! interim output (the API's token does not carry the address and fingerprint yet).
+//! the tunnel listener's `host:port` and the CA fingerprint.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -12,20 +11,12 @@ use qrcode::render::{svg, unicode};
 use qrcode::{Color, EcLevel, QrCode};
 use time::OffsetDateTime;
 
-use crate::model::NewToken;
 use crate::tls::token::EnrollmentToken;
 
 /// Pixels per QR module in the PNG.
 const PNG_SCALE: usize = 8;
 /// Light modules around the code, as the QR standard asks.
 const QUIET_ZONE: usize = 4;
-
-/// Prints the token for the operator.
-pub fn print_token(token: &NewToken) {
-    println!("token id: {}", token.id);
-    println!("secret:   {}", token.secret);
-    println!("expires:  {} (Unix seconds)", token.expires_at);
-}
 
 /// Prints `token` (valid until `expires_at`, Unix seconds) as text and QR code to `out`, and
 /// writes the PNG and SVG files asked for.

@@ -120,10 +120,11 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
             return Err(TunnelError::Refused(format!("{refusal:?}")));
         }
     };
-    let expected = store.appliance(appliance)?.name;
-    if hello.appliance_id.as_str() != expected {
+    // The id enrollment gave the appliance, also in its certificate: a mismatch is a
+    // misconfigured appliance, refused before it can touch the store.
+    if hello.appliance_id.as_str() != appliance.to_string() {
         return Err(TunnelError::Refused(format!(
-            "hello names {}, the certificate {expected}",
+            "hello names {}, the certificate {appliance}",
             hello.appliance_id
         )));
     }

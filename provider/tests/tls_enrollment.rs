@@ -3,6 +3,8 @@
 //! certificate, a certificate from another CA, a revoked appliance, no ALPN, TLS 1.2.
 //! The store is an in-memory implementation of the front's `EnrollmentStore` trait.
 
+mod support;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,21 +16,14 @@ use provider::tls::ca::Ca;
 use provider::tls::{
     BoxError, EnrollRefusal, EnrollmentStore, TlsServer, TlsStream, TunnelHandler,
 };
-use ring::rand::SystemRandom;
-use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
-use rustls::client::WebPkiServerVerifier;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, ring::default_provider};
+use ring::signature::KeyPair as _;
+use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{ClientConfig, RootCertStore};
+use support::tls::{Enrolled, client_config, connect, new_key, provider};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
-use uplink::enroll::{
-    ALPN_ENROLL, ALPN_TUNNEL, Challenge, ENROLL_FRAME_MAX, EnrollRequest, EnrollResponse,
-    frame_len, proof_message, read_body, write_frame,
-};
+use uplink::enroll::{ALPN_ENROLL, ALPN_TUNNEL};
 
 /// Tokens by secret (expiry, used) and appliances (key fingerprint, revoked).
 #[derive(Default)]
@@ -130,137 +125,9 @@ fn now() -> u64 {
         .as_secs()
 }
 
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(default_provider())
-}
-
-/// The appliance's trust before enrollment: a chain whose last certificate hashes to the
-/// token's CA fingerprint, and a server certificate that CA signed.
-#[derive(Debug)]
-struct PinnedCa([u8; 32]);
-
-impl ServerCertVerifier for PinnedCa {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        name: &ServerName<'_>,
-        ocsp: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let ca = intermediates
-            .last()
-            .filter(|ca| ring::digest::digest(&ring::digest::SHA256, ca).as_ref() == self.0)
-            .ok_or(rustls::Error::General("CA fingerprint mismatch".into()))?;
-        let mut roots = RootCertStore::empty();
-        roots.add(ca.clone().into_owned())?;
-        WebPkiServerVerifier::builder_with_provider(roots.into(), provider())
-            .build()
-            .map_err(|e| rustls::Error::General(e.to_string()))?
-            .verify_server_cert(end_entity, &[], name, ocsp, now)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::General("TLS 1.2 not expected".into()))
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = provider().signature_verification_algorithms;
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        provider()
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-/// An appliance's new key (PKCS#8, for its client certificate later).
-fn new_key() -> (EcdsaKeyPair, Vec<u8>) {
-    let rng = SystemRandom::new();
-    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-    let key =
-        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
-    (key, pkcs8.as_ref().to_vec())
-}
-
-async fn connect(
-    addr: SocketAddr,
-    config: ClientConfig,
-) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
-    let tcp = TcpStream::connect(addr).await?;
-    let name = ServerName::try_from("localhost").unwrap();
-    TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await
-}
-
-async fn read_frame(stream: &mut (impl AsyncReadExt + Unpin)) -> Vec<u8> {
-    let mut header = [0u8; 2];
-    stream.read_exact(&mut header).await.unwrap();
-    let mut body = vec![0u8; frame_len(header).unwrap()];
-    stream.read_exact(&mut body).await.unwrap();
-    body
-}
-
-struct Enrolled {
-    id: String,
-    chain: Vec<CertificateDer<'static>>,
-    ca: CertificateDer<'static>,
-    key: Vec<u8>,
-}
-
 /// Enrolls like an appliance; `forge` signs another nonce than the one sent.
 async fn enroll(p: &Provider, secret: &[u8], forge: bool) -> Result<Enrolled, EnrollRefusal> {
-    let mut config = ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(PinnedCa(p.ca_sha256)))
-        .with_no_client_auth();
-    config.alpn_protocols = vec![ALPN_ENROLL.to_vec()];
-    let mut tls = connect(p.addr, config).await.unwrap();
-    let challenge: Challenge = read_body(&read_frame(&mut tls).await).unwrap();
-    let (key, pkcs8) = new_key();
-    let mut nonce = challenge.nonce;
-    nonce[0] ^= u8::from(forge);
-    let proof = key
-        .sign(&SystemRandom::new(), &proof_message(&nonce))
-        .unwrap();
-    let request = EnrollRequest {
-        secret: secret.try_into().unwrap(),
-        public_key: key.public_key().as_ref().try_into().unwrap(),
-        name: "rack 1".try_into().unwrap(),
-        proof: proof.as_ref().try_into().unwrap(),
-    };
-    let mut frame = [0u8; 2 + ENROLL_FRAME_MAX];
-    let n = write_frame(&request, &mut frame).unwrap();
-    tls.write_all(&frame[..n]).await.unwrap();
-    let body = read_frame(&mut tls).await;
-    match read_body::<EnrollResponse>(&body).unwrap() {
-        EnrollResponse::Enrolled {
-            appliance_id,
-            certificate,
-            ca_certificate,
-        } => Ok(Enrolled {
-            id: appliance_id.to_string(),
-            chain: vec![CertificateDer::from(certificate.to_vec())],
-            ca: CertificateDer::from(ca_certificate.to_vec()),
-            key: pkcs8,
-        }),
-        EnrollResponse::Refused(refusal) => Err(refusal),
-    }
+    support::tls::enroll(p.addr, p.ca_sha256, secret, forge).await
 }
 
 /// Dials the tunnel (trusting `ca`) with an optional client identity and ALPN; `Ok` with
@@ -271,21 +138,7 @@ async fn tunnel(
     client: Option<(Vec<CertificateDer<'static>>, Vec<u8>)>,
     alpn: &[u8],
 ) -> Result<String, String> {
-    let mut roots = RootCertStore::empty();
-    roots.add(ca.clone()).unwrap();
-    let builder = ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .with_root_certificates(roots);
-    let mut config = match client {
-        Some((chain, key)) => builder
-            .with_client_auth_cert(chain, PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key)))
-            .unwrap(),
-        None => builder.with_no_client_auth(),
-    };
-    if !alpn.is_empty() {
-        config.alpn_protocols = vec![alpn.to_vec()];
-    }
+    let config = client_config(ca, client, alpn);
     // In TLS 1.3 the client finishes before the server has judged its certificate, so a
     // refusal may only show on the first read.
     let mut tls = connect(addr, config).await.map_err(|e| e.to_string())?;
@@ -387,10 +240,7 @@ async fn tls12_client_is_refused_in_the_handshake() {
             .with_root_certificates(roots.clone())
             .with_no_client_auth();
         config.alpn_protocols = vec![alpn.to_vec()];
-        let err = connect(p.addr, config)
-            .await
-            .err()
-            .expect("TLS 1.2 accepted");
+        let err = connect(p.addr, config).await.expect_err("TLS 1.2 accepted");
         assert!(err.to_string().contains("ProtocolVersion"), "{err}");
     }
 }

@@ -1,15 +1,15 @@
 //! The provider's tunnel against the real appliance-side `uplink::Session` over in-memory
 //! streams: exactly-once events and commands across random cuts and a provider restart;
 //! another rack's machine refused; a new tunnel replacing the old.
-mod common;
+mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Appliance, mac, seen, state_dir, uuid};
 use provider::model::{Acceptance, Allocation, ApplianceId, BmcConfig, Change};
 use provider::store::{Store, StoreConfig};
 use provider::tunnel::{TunnelError, TunnelOptions, Tunnels, serve_connection};
+use support::{Appliance, mac, seen, state_dir, uuid};
 use tokio::io::{DuplexStream, duplex};
 use tokio::task::JoinHandle;
 use uplink::{BmcEndpoint, Event, Ipv4, Lease, MachineId, Outcome, Power, PowerState};
@@ -79,7 +79,7 @@ async fn exactly_once_across_cuts_and_a_provider_restart() {
     let mut store = open(&dir);
     let tunnels = Arc::new(Tunnels::new(TunnelOptions::default()));
     let id = store.register_appliance("fp-a", "rack-a").unwrap();
-    let mut appliance = Appliance::new("rack-a");
+    let mut appliance = Appliance::new(&id.to_string());
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     const MACHINES: u8 = 12;
 
@@ -171,8 +171,8 @@ async fn another_racks_machine_is_refused() {
     let tunnels = Arc::new(Tunnels::new(TunnelOptions::default()));
     let a = store.register_appliance("fp-a", "rack-a").unwrap();
     let b = store.register_appliance("fp-b", "rack-b").unwrap();
-    for (id, name) in [(a, "rack-a"), (b, "rack-b")] {
-        let mut appliance = Appliance::new(name);
+    for id in [a, b] {
+        let mut appliance = Appliance::new(&id.to_string());
         appliance.report(seen(1));
         appliance.report(Event::PowerState(PowerState {
             machine: MachineId::Uuid(uuid(1)),
@@ -203,11 +203,11 @@ async fn another_racks_machine_is_refused() {
 }
 
 #[tokio::test]
-async fn a_new_tunnel_replaces_the_old_and_a_wrong_name_is_refused() {
+async fn a_new_tunnel_replaces_the_old_and_a_wrong_id_is_refused() {
     let store = open(&state_dir("replace"));
     let tunnels = Arc::new(Tunnels::new(TunnelOptions::default()));
     let a = store.register_appliance("fp-a", "rack-a").unwrap();
-    let mut first = Appliance::new("rack-a");
+    let mut first = Appliance::new(&a.to_string());
     let (mut io1, task1) = connect(&store, &tunnels, a);
     first.connect();
     while !first.session.is_up() {
@@ -216,7 +216,7 @@ async fn a_new_tunnel_replaces_the_old_and_a_wrong_name_is_refused() {
             .await
             .unwrap();
     }
-    let mut second = Appliance::new("rack-a");
+    let mut second = Appliance::new(&a.to_string());
     let (mut io2, task2) = connect(&store, &tunnels, a);
     second.connect();
     while !second.session.is_up() {
@@ -231,7 +231,8 @@ async fn a_new_tunnel_replaces_the_old_and_a_wrong_name_is_refused() {
     ended(task2).await.unwrap();
     assert!(!tunnels.is_connected(a));
 
-    let mut impostor = Appliance::new("rack-z");
+    // Its hello names another appliance than its certificate.
+    let mut impostor = Appliance::new("99");
     let (mut io, task) = connect(&store, &tunnels, a);
     impostor.connect();
     let _ = impostor.step(&mut io, Duration::from_millis(50)).await;

@@ -53,18 +53,14 @@ impl<E: Into<StoreError>> From<E> for TokenError {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn random_hex(n: usize) -> Result<String> {
     let mut buf = vec![0u8; n];
     getrandom::fill(&mut buf).map_err(|e| StoreError::Db(format!("randomness: {e}")))?;
-    Ok(hex(&buf))
+    Ok(crate::hex::encode(&buf))
 }
 
 fn digest(secret: &str) -> String {
-    hex(&Sha256::digest(secret.as_bytes()))
+    crate::hex::encode(&Sha256::digest(secret.as_bytes()))
 }
 
 impl Store {

@@ -1,13 +1,16 @@
-//! A simulated appliance: the real `uplink::Session` over an in-memory stream, running every
-//! command it is handed and counting how often each ran.
+//! Shared by the tests: a simulated appliance (the real `uplink::Session` over any byte
+//! stream, running every command it is handed and counting how often each ran), and in
+//! [`tls`] an appliance's TLS side (enrollment and the tunnel's client configuration).
 #![allow(dead_code)] // Each test binary uses part of it.
+
+pub mod tls;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use heapless::String;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use uplink::frame::{self, HEADER, MAX_FRAME};
 use uplink::{
     Action, Capabilities, Command, CommandFilter, Event, FrameDecoder, Hello, Mac, MachineId,
@@ -78,7 +81,11 @@ impl Appliance {
 
     /// Sends what is due, then reads for up to `wait`. `Err` when the stream is gone or the
     /// session failed.
-    pub async fn step(&mut self, io: &mut DuplexStream, wait: Duration) -> Result<(), String<64>> {
+    pub async fn step(
+        &mut self,
+        io: &mut (impl AsyncRead + AsyncWrite + Unpin),
+        wait: Duration,
+    ) -> Result<(), String<64>> {
         self.transmit(io, None).await?;
         let mut buf = [0u8; 4096];
         let n = match tokio::time::timeout(wait, io.read(&mut buf)).await {
@@ -108,7 +115,7 @@ impl Appliance {
     /// Writes every due frame; with `cut`, only the first `cut` bytes of them.
     pub async fn transmit(
         &mut self,
-        io: &mut DuplexStream,
+        io: &mut (impl AsyncWrite + Unpin),
         cut: Option<usize>,
     ) -> Result<(), String<64>> {
         let mut out = Vec::new();
@@ -119,9 +126,12 @@ impl Appliance {
         if let Some(cut) = cut {
             out.truncate(cut);
         }
-        io.write_all(&out)
-            .await
-            .map_err(|_| String::try_from("write").unwrap())
+        // A TLS stream may hold records back until flushed.
+        let write = async {
+            io.write_all(&out).await?;
+            io.flush().await
+        };
+        write.await.map_err(|_| String::try_from("write").unwrap())
     }
 
     /// Runs a command at once; a power command changes the machine's reported power.
