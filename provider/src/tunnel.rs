@@ -57,8 +57,9 @@ pub enum TunnelError {
     Protocol(String),
     /// The hello was refused (version, unknown or revoked appliance).
     Refused(String),
-    /// A newer tunnel of the same appliance took over.
-    Replaced,
+    /// Stopped by the provider: a newer tunnel of the same appliance took over, or the
+    /// appliance was revoked.
+    Stopped,
     Store(StoreError),
 }
 
@@ -70,7 +71,7 @@ impl fmt::Display for TunnelError {
             TunnelError::Timeout(what) => write!(f, "timed out waiting for {what}"),
             TunnelError::Protocol(e) => write!(f, "protocol: {e}"),
             TunnelError::Refused(e) => write!(f, "refused: {e}"),
-            TunnelError::Replaced => f.write_str("replaced by a newer tunnel"),
+            TunnelError::Stopped => f.write_str("stopped: replaced by a newer tunnel, or revoked"),
             TunnelError::Store(e) => write!(f, "store: {e}"),
         }
     }
@@ -169,7 +170,7 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
                 tunnel.store.reconcile(appliance, None, now())?;
                 tunnel.send_commands(&mut conn)?;
             }
-            _ = live.stop.notified() => return Err(TunnelError::Replaced),
+            _ = live.stop.notified() => return Err(TunnelError::Stopped),
             _ = ping.tick() => {
                 ping_id = ping_id.wrapping_add(1);
                 conn.queue(&ToAppliance::Ping(ping_id))?;

@@ -2,52 +2,14 @@
 //! tokens, revocation, and clear errors with non-zero exits.
 mod support;
 
-use std::process::{Child, Command, Output};
-use std::time::Duration;
-
 use provider::store::{Store, StoreConfig};
+use support::service::{Service, fails, ok};
 use support::{seen, state_dir};
 use uplink::Sequenced;
-
-const BIN: &str = env!("CARGO_BIN_EXE_provider");
-
-/// Kills the service when the test ends, however it ends.
-struct Service(Child);
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
-}
-
-fn cli(api: &str, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("--api")
-        .arg(api)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(api: &str, args: &[&str]) -> String {
-    let out = cli(api, args);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{args:?}: {stderr}");
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn fails(api: &str, args: &[&str]) -> String {
-    let out = cli(api, args);
-    assert!(!out.status.success(), "{args:?} should fail");
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    stderr
 }
 
 #[test]
@@ -63,25 +25,8 @@ fn cli_against_a_running_service() {
         };
         store.apply_events(id, &[event], 1).unwrap();
     }
-    let api = format!("127.0.0.1:{}", free_port());
-    let _service = Service(
-        Command::new(BIN)
-            .args(["serve", "--state-dir"])
-            .arg(&dir)
-            .args(["--api", &api, "--listen", "127.0.0.1:0"])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mut up = false;
-    for _ in 0..100 {
-        if cli(&api, &["appliances"]).status.success() {
-            up = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(up, "the API came up");
+    let service = Service::start(&dir);
+    let api = service.api.clone();
 
     let table = ok(&api, &["appliances"]);
     assert!(table.starts_with("ID"), "{table}");

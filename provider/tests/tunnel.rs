@@ -225,7 +225,7 @@ async fn a_new_tunnel_replaces_the_old_and_a_wrong_id_is_refused() {
             .await
             .unwrap();
     }
-    assert!(matches!(ended(task1).await, Err(TunnelError::Replaced)));
+    assert!(matches!(ended(task1).await, Err(TunnelError::Stopped)));
     assert!(tunnels.is_connected(a));
     drop(io2);
     ended(task2).await.unwrap();

@@ -1,8 +1,10 @@
 //! Shared by the tests: a simulated appliance (the real `uplink::Session` over any byte
-//! stream, running every command it is handed and counting how often each ran), and in
-//! [`tls`] an appliance's TLS side (enrollment and the tunnel's client configuration).
+//! stream, running every command it is handed and counting how often each ran); in
+//! [`tls`] an appliance's TLS side (enrollment and the tunnel's client configuration); in
+//! [`service`] the built binary, serving and as the CLI.
 #![allow(dead_code)] // Each test binary uses part of it.
 
+pub mod service;
 pub mod tls;
 
 use std::collections::HashMap;
