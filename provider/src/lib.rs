@@ -105,3 +105,16 @@ fn dial_address(name: &str, port: u16) -> io::Result<String> {
     }
     Ok(addr)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::dial_address;
+
+    #[test]
+    fn dial_addresses() {
+        assert_eq!(dial_address("10.0.0.1", 8791).unwrap(), "10.0.0.1:8791");
+        assert_eq!(dial_address("::1", 8791).unwrap(), "[::1]:8791");
+        assert_eq!(dial_address("prov.example", 1).unwrap(), "prov.example:1");
+        assert!(dial_address(&"a".repeat(130), 1).is_err());
+    }
+}
