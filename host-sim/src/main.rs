@@ -19,6 +19,7 @@ use appliance::http::ScriptConfig;
 use appliance::inventory::MachineKey;
 use appliance::net::{Ipv4Net, MacAddr};
 use clap::{Args, Parser, Subcommand};
+use uplink::enroll::EnrollmentToken;
 
 #[derive(Parser)]
 #[command(version, about)]
@@ -115,6 +116,11 @@ struct ServeArgs {
     /// Do not log each DHCP decision.
     #[arg(long)]
     quiet: bool,
+    /// Enrollment token (`rack1:...` from `provider token create`): enrolls with the
+    /// provider unless the state dir holds an identity, then keeps the uplink up.
+    /// Parsed after clap, whose errors would print the secret.
+    #[arg(long, env = "ENROLL_TOKEN", hide_env_values = true)]
+    enroll_token: Option<String>,
 }
 
 fn parse_net(s: &str) -> Result<Ipv4Net, String> {
@@ -194,7 +200,11 @@ fn serve(a: ServeArgs) -> Result<(), String> {
         quiet: a.quiet,
     };
     let store = assets_dir::DirStore::new(a.boot_dir);
-    serve::run(&a.interface, settings, config, store).map_err(|e| e.to_string())
+    let token = (a.enroll_token.as_deref())
+        .map(EnrollmentToken::parse)
+        .transpose()
+        .map_err(|e| format!("--enroll-token: {e}"))?;
+    serve::run(&a.interface, settings, config, store, token).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -9,26 +9,44 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use appliance::dhcp::{Config, Mode};
 use smoltcp::phy;
 use smoltcp::time::Instant;
+use uplink::Capabilities;
+use uplink::enroll::EnrollmentToken;
 
 use crate::assets_dir::DirStore;
-use crate::runtime::{Runtime, Settings};
+use crate::runtime::{Runtime, Settings, UplinkSettings};
 use crate::tap;
 
-pub fn run(interface: &str, settings: Settings, config: Config, store: DirStore) -> io::Result<()> {
+/// `token` enrolls the appliance with the provider unless the state dir holds an identity.
+pub fn run(
+    interface: &str,
+    settings: Settings,
+    config: Config,
+    store: DirStore,
+    token: Option<EnrollmentToken>,
+) -> io::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, Arc::clone(&stop))?;
     }
     let mut device = tap::Tap::open(interface, settings.mac)?;
+    let (ip, mac) = (settings.ip, settings.mac);
     let fd = device.as_raw_fd();
     let mode = if config.mode == Mode::Full {
         "full"
     } else {
         "proxy"
     };
-    let (ip, mac) = (settings.ip, settings.mac);
-    let mut runtime = Runtime::new(settings, config, store, &mut device, Instant::now())?;
+    let uplink = UplinkSettings {
+        token,
+        capabilities: capabilities(&config),
+        state_dir: settings.state_dir.clone(),
+        ip: ip.addr,
+        http_port: settings.http_port,
+        script_path: settings.script.path,
+    };
     let mut out = BufWriter::new(io::stdout().lock());
+    let mut runtime = Runtime::new(settings, config, store, &mut device, Instant::now())?;
+    runtime.open_uplink(uplink, &mut out)?;
     writeln!(
         out,
         "ready interface={interface} ip={ip} mac={mac} mode={mode} leases={}",
@@ -46,4 +64,13 @@ pub fn run(interface: &str, settings: Settings, config: Config, store: DirStore)
     }
     runtime.shutdown(&mut out)?;
     out.flush()
+}
+
+/// What this appliance serves, for its hello (no BMC control in `serve` yet).
+fn capabilities(config: &Config) -> Capabilities {
+    let dhcp = match config.mode {
+        Mode::Full => Capabilities::DHCP_SERVER,
+        Mode::Proxy => Capabilities::PROXY_DHCP,
+    };
+    Capabilities(dhcp | Capabilities::TFTP | Capabilities::HTTP_BOOT)
 }

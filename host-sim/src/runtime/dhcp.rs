@@ -15,7 +15,7 @@ use smoltcp::phy::{Device, TxToken};
 use smoltcp::socket::udp;
 use smoltcp::time::Instant;
 
-use super::{Ctx, ipv4_endpoint, udp_socket};
+use super::{Ctx, Observation, ipv4_endpoint, udp_socket};
 
 /// smoltcp's host clock counts from the Unix epoch; leases need wall-clock seconds.
 fn unix_secs(now: Instant) -> u64 {
@@ -97,8 +97,17 @@ impl DhcpPort {
                 if !cx.quiet {
                     writeln!(cx.out, "{}", outcome.decision)?;
                 }
+                let d = &outcome.decision;
+                if d.received.is_ok() {
+                    cx.observed.push(Observation::Dhcp {
+                        mac: d.mac,
+                        uuid: d.uuid,
+                        arch: d.arch,
+                    });
+                }
                 if let Some(lease) = outcome.change {
                     self.log.record(&lease, cx.out)?;
+                    cx.observed.push(Observation::Lease(lease));
                 }
                 let Some((to, len)) = outcome.reply else {
                     continue;

@@ -15,7 +15,7 @@ use smoltcp::wire::IpEndpoint;
 use appliance::assets::AssetStore;
 use smoltcp::phy::Device;
 
-use super::{Ctx, MACHINES};
+use super::{Ctx, MACHINES, Observation};
 
 const RX_BUFFER: usize = 4096;
 /// Large enough to keep a kernel download streaming between polls.
@@ -82,7 +82,7 @@ impl HttpPort {
             if matches!(socket.state(), State::Closed | State::TimeWait) {
                 if let Some((mut conn, peer)) = slot.conn.take() {
                     conn.release(now, cx.store);
-                    log_events(&mut conn, peer, cx.out, cx.quiet)?;
+                    log_events(&mut conn, peer, cx.out, cx.quiet, cx.observed)?;
                 }
                 // TIME-WAIT only guards against old segments; the client keeps its own.
                 socket.abort();
@@ -142,7 +142,7 @@ impl HttpPort {
                 socket.close();
             }
             let peer = *peer;
-            log_events(conn, peer, cx.out, cx.quiet)?;
+            log_events(conn, peer, cx.out, cx.quiet, cx.observed)?;
         }
         Ok(sent)
     }
@@ -156,15 +156,25 @@ impl HttpPort {
     }
 }
 
+/// Logs the connection's requests; a whole GET body is also a boot file for the uplink.
 fn log_events(
     conn: &mut Connection,
     peer: IpEndpoint,
     out: &mut dyn Write,
     quiet: bool,
+    observed: &mut Vec<Observation>,
 ) -> io::Result<()> {
     while let Some(event) = conn.poll_event() {
         if !quiet {
             writeln!(out, "{}", event.line(peer))?;
+        }
+        if let Some(ip) =
+            peer_ip(peer).filter(|_| event.method == "GET" && event.status == 200 && event.complete)
+        {
+            observed.push(Observation::Http {
+                peer: ip,
+                target: event.target.as_str().to_owned(),
+            });
         }
     }
     Ok(())

@@ -5,6 +5,7 @@
 mod dhcp;
 mod http;
 mod tftp;
+mod uplink;
 
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -27,6 +28,8 @@ use smoltcp::wire::{EthernetAddress, IpCidr, IpEndpoint};
 use dhcp::DhcpPort;
 use http::HttpPort;
 use tftp::TftpPort;
+pub use uplink::UplinkSettings;
+use uplink::{Observation, UplinkPort};
 
 /// Machines the host simulator remembers (a board picks its own, smaller, number).
 pub const MACHINES: usize = 1024;
@@ -82,6 +85,8 @@ pub struct Ctx<'a, D: Device, S: AssetStore> {
     pub store: &'a mut S,
     pub out: &'a mut dyn Write,
     pub quiet: bool,
+    /// What the services did that the uplink reports (cleared each pass without one).
+    pub observed: &'a mut Vec<Observation>,
 }
 
 pub struct Runtime<S: AssetStore> {
@@ -94,6 +99,8 @@ pub struct Runtime<S: AssetStore> {
     store: S,
     link: UdpFrame,
     quiet: bool,
+    uplink: Option<UplinkPort>,
+    observed: Vec<Observation>,
 }
 
 impl<S: AssetStore> Runtime<S> {
@@ -157,7 +164,15 @@ impl<S: AssetStore> Runtime<S> {
             store,
             link,
             quiet: settings.quiet,
+            uplink: None,
+            observed: Vec::new(),
         })
+    }
+
+    /// Starts the provider uplink if the state dir holds an identity or a token is given.
+    pub fn open_uplink(&mut self, settings: UplinkSettings, out: &mut dyn Write) -> io::Result<()> {
+        self.uplink = UplinkPort::open(settings, &mut self.sockets, out)?;
+        Ok(())
     }
 
     pub fn dhcp(&self) -> &Server<'static> {
@@ -179,14 +194,25 @@ impl<S: AssetStore> Runtime<S> {
             link: &self.link,
             inventory: &mut self.inventory,
             store: &mut self.store,
-            out,
+            out: &mut *out,
             quiet: self.quiet,
+            observed: &mut self.observed,
         };
         // Every service runs every pass: `|`, not `||`.
         let mut sent = self.dhcp.process(&mut cx)? | self.tftp.process(&mut cx)?;
         let dhcp = &self.dhcp;
         let leases = |ip| dhcp.server().leases().by_ip(ip).map(|l| l.mac);
         sent |= self.http.process(&mut cx, &leases)?;
+        match &mut self.uplink {
+            Some(uplink) => {
+                let ms = now.total_millis() as u64;
+                uplink.report(ms, &mut self.observed, &leases);
+                let (iface, sockets) = (&mut self.iface, &mut self.sockets);
+                uplink.process(ms, iface, sockets, &mut self.inventory, out)?;
+                sent = true;
+            }
+            None => self.observed.clear(),
+        }
         if sent {
             // Egress only: a frame that arrived meanwhile stays queued on the device, so the
             // wait below wakes for it (a full poll would take it in unseen and then sleep).
@@ -202,6 +228,7 @@ impl<S: AssetStore> Runtime<S> {
                 .map(Duration::from),
             self.tftp.poll_at().map(due),
             self.http.poll_at().map(due),
+            self.uplink.as_ref().and_then(UplinkPort::poll_at).map(due),
         ]
         .into_iter()
         .flatten()

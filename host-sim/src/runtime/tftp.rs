@@ -11,7 +11,7 @@ use smoltcp::socket::udp;
 use appliance::assets::AssetStore;
 use smoltcp::phy::Device;
 
-use super::{Ctx, UdpBurst, ipv4_endpoint};
+use super::{Ctx, Observation, UdpBurst, ipv4_endpoint};
 
 const TFTP_PORT: u16 = 69;
 /// Where the transfers' own ports start.
@@ -100,7 +100,7 @@ impl TftpPort {
                 sent |= listener.send_slice(&tx[..len], src).is_ok();
             }
             // The event queue is small: drain it per request, so a storm loses no line.
-            log_events(&mut self.server, cx.out, cx.quiet)?;
+            log_events(&mut self.server, cx.out, cx.quiet, cx.observed)?;
         }
         for (slot, &handle) in self.slots.iter().enumerate() {
             let socket = cx.sockets.get_mut::<udp::Socket>(handle);
@@ -114,7 +114,7 @@ impl TftpPort {
                 {
                     sent |= socket.send_slice(&tx[..len], src).is_ok();
                 }
-                log_events(&mut self.server, cx.out, cx.quiet)?;
+                log_events(&mut self.server, cx.out, cx.quiet, cx.observed)?;
             }
         }
         let burst = cx.device.can_burst();
@@ -124,12 +124,12 @@ impl TftpPort {
             } else {
                 sent |= self.send(cx, t.slot, t.dst, &tx[..t.len])?;
             }
-            log_events(&mut self.server, cx.out, cx.quiet)?;
+            log_events(&mut self.server, cx.out, cx.quiet, cx.observed)?;
         }
         for slot in 0..self.bursts.len() {
             sent |= self.flush(cx, slot)?;
         }
-        log_events(&mut self.server, cx.out, cx.quiet)?;
+        log_events(&mut self.server, cx.out, cx.quiet, cx.observed)?;
         (self.rx, self.tx) = (rx, tx);
         Ok(sent)
     }
@@ -215,14 +215,27 @@ impl TftpPort {
     }
 }
 
+/// Logs the server's events; a completed transfer is also a boot file for the uplink.
 fn log_events(
     server: &mut Server<'_>,
     out: &mut dyn std::io::Write,
     quiet: bool,
+    observed: &mut Vec<Observation>,
 ) -> io::Result<()> {
     while let Some(event) = server.poll_event() {
         if !quiet {
             writeln!(out, "{event}")?;
+        }
+        if let tftp::Event::Finished {
+            transfer,
+            outcome: tftp::Outcome::Completed,
+            ..
+        } = event
+        {
+            observed.push(Observation::Tftp {
+                peer: *transfer.peer.ip(),
+                name: transfer.name.as_str().to_owned(),
+            });
         }
     }
     Ok(())

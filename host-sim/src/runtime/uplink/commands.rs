@@ -1,0 +1,102 @@
+//! Runs the provider's commands against the appliance's tables. Every command ends in an
+//! [`Outcome`], so nothing stays pending at the provider.
+//!
+//! Boot targets map onto the DHCP/iPXE boot decision ([`appliance::dhcp::pxe::BootTarget`]):
+//!
+//! | uplink | appliance | what the machine does |
+//! |---|---|---|
+//! | `Agent` | `Script(agent_url)`, or `Default` while no agent URL is configured | chains the agent, or boots the appliance's own kernel and initrd |
+//! | `Install { url, kernel_args: "" }` | `Script(url)` | chains the installer (an Image Factory PXE URL is an iPXE script) |
+//! | `Install` with kernel args | refused | the script template has no place for them yet |
+//! | `Disk` | `Local` | no boot offer: firmware falls through to the disk; iPXE `exit`s |
+//! | `Script(url)` | `Script(url)` | chains the script |
+//! | `Url(url)` | `Script(url)` | iPXE's `chain` boots a kernel or EFI image as well as a script |
+//!
+//! Firmware PXE still gets iPXE from the appliance first in every case but `Disk`, so the
+//! chain runs where the script decides. An agent's `wipe_id` is not passed on (no field for
+//! it in the appliance's target yet).
+
+use appliance::dhcp::pxe::{BootFile, BootTarget};
+use appliance::inventory::{Inventory, MachineKey};
+use appliance::net::{MacAddr, Uuid};
+use uplink::{BootTarget as Wanted, Command, Config, MachineId, Outcome, Url};
+
+use crate::runtime::MACHINES;
+
+/// Why power and BMC commands fail in `serve` for now (the power manager is not joined).
+const NO_POWER: &str = "power control not wired into serve yet";
+
+/// What commands change besides the inventory: the provider's run-time configuration.
+#[derive(Default)]
+pub struct Applied {
+    pub config: Option<Config>,
+    /// Machines booting the agent, re-pointed when the agent URL changes.
+    agents: Vec<MachineKey>,
+}
+
+impl Applied {
+    pub fn run(&mut self, command: Command, inventory: &mut Inventory<MACHINES>) -> Outcome {
+        let result = match command {
+            Command::SetBootTarget { machine, target } => {
+                let key = machine_key(machine);
+                self.agents.retain(|k| *k != key);
+                if matches!(target, Wanted::Agent { .. }) {
+                    self.agents.push(key);
+                }
+                self.boot_target(&target)
+                    .and_then(|t| set(inventory, key, t))
+            }
+            Command::ConfigUpdate(config) => {
+                self.config = Some(config);
+                let agent = self.boot_target(&Wanted::Agent { wipe_id: None });
+                agent.and_then(|t| {
+                    (self.agents.iter()).try_for_each(|k| set(inventory, *k, t.clone()))
+                })
+            }
+            Command::PowerCommand { .. } | Command::BmcCredentials(_) => Err(NO_POWER),
+        };
+        match result {
+            Ok(()) => Outcome::Done,
+            Err(why) => Outcome::Failed(why.try_into().unwrap_or_default()),
+        }
+    }
+
+    fn boot_target(&self, target: &Wanted) -> Result<BootTarget, &'static str> {
+        match target {
+            Wanted::Agent { .. } => match self.config.as_ref().map(|c| &c.agent_url) {
+                Some(url) if !url.is_empty() => script(url),
+                _ => Ok(BootTarget::Default),
+            },
+            Wanted::Install { url, kernel_args } if kernel_args.is_empty() => script(url),
+            Wanted::Install { .. } => Err("install kernel arguments are not supported yet"),
+            Wanted::Disk => Ok(BootTarget::Local),
+            Wanted::Script(url) | Wanted::Url(url) => script(url),
+        }
+    }
+}
+
+fn script(url: &Url) -> Result<BootTarget, &'static str> {
+    if url.is_empty() || url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err("boot URL is empty or has spaces");
+    }
+    BootFile::try_from(url.as_str())
+        .map(BootTarget::Script)
+        .map_err(|_| "boot URL too long")
+}
+
+fn set(
+    inventory: &mut Inventory<MACHINES>,
+    key: MachineKey,
+    target: BootTarget,
+) -> Result<(), &'static str> {
+    inventory
+        .set_boot(key, target)
+        .map_err(|_| "machine table full of boot overrides")
+}
+
+fn machine_key(machine: MachineId) -> MachineKey {
+    match machine {
+        MachineId::Mac(m) => MachineKey::Mac(MacAddr(m.0)),
+        MachineId::Uuid(u) => MachineKey::Uuid(Uuid(u.0)),
+    }
+}

@@ -1,0 +1,155 @@
+//! What the services observed, turned into uplink events. The services stay sans-IO and
+//! unaware of the uplink: they push an [`Observation`] where they log a line, and the
+//! uplink port reports it (or only remembers the machine, while not enrolled).
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+use appliance::dhcp::{Lease, LeaseState};
+use appliance::http::Requester;
+use appliance::net::{MacAddr, Uuid};
+use uplink::{BootServed, Event, Ipv4, Lease as LeaseEvent, Mac, MachineSeen, Served};
+
+/// A machine seen again within this long is not reported again (unless its UUID or arch
+/// changed): a PXE chain makes several DHCP requests in seconds.
+const RESEND_SEEN_SECS: u64 = 600;
+
+/// One thing a service did that the provider wants to know.
+#[derive(Clone, Debug)]
+pub enum Observation {
+    /// A well-formed DHCP request from this client.
+    Dhcp {
+        mac: MacAddr,
+        uuid: Option<Uuid>,
+        arch: Option<u16>,
+    },
+    /// A lease change the DHCP server journaled.
+    Lease(Lease),
+    /// A TFTP transfer acknowledged to the last block.
+    Tftp { peer: Ipv4Addr, name: String },
+    /// An HTTP GET answered with its whole body (`target` as requested, query included).
+    Http { peer: Ipv4Addr, target: String },
+}
+
+struct Seen {
+    uuid: Option<Uuid>,
+    arch: Option<u16>,
+    first: u64,
+    reported: Option<u64>,
+}
+
+/// Turns observations into events; remembers machines so a sighting is reported once per
+/// [`RESEND_SEEN_SECS`] and machines seen before enrollment are reported after it.
+pub struct Reporter {
+    seen: HashMap<MacAddr, Seen>,
+    /// `http://ip[:port]`, the base of served URLs.
+    http_base: String,
+    script_path: &'static str,
+}
+
+impl Reporter {
+    pub fn new(ip: Ipv4Addr, http_port: u16, script_path: &'static str) -> Reporter {
+        let http_base = match http_port {
+            80 => format!("http://{ip}"),
+            port => format!("http://{ip}:{port}"),
+        };
+        Reporter {
+            seen: HashMap::new(),
+            http_base,
+            script_path,
+        }
+    }
+
+    /// The event for `o`, if any; `mac_of` finds a machine by its leased address.
+    pub fn event(
+        &mut self,
+        o: Observation,
+        now: u64,
+        mac_of: &dyn Fn(Ipv4Addr) -> Option<MacAddr>,
+    ) -> Option<Event> {
+        match o {
+            Observation::Dhcp { mac, uuid, arch } => self.sighting(mac, uuid, arch, now),
+            Observation::Lease(l) => {
+                let expires = match l.state {
+                    LeaseState::Bound => l.expires,
+                    // Ended now; an offer is never journaled.
+                    LeaseState::Released | LeaseState::Declined | LeaseState::Offered => now,
+                };
+                Some(Event::Lease(LeaseEvent {
+                    mac: Mac(l.mac.0),
+                    ip: Ipv4(l.ip.octets()),
+                    expires,
+                }))
+            }
+            Observation::Tftp { peer, name } => {
+                let what = Served::TftpFile(name.as_str().try_into().ok()?);
+                served(mac_of(peer)?, what, now)
+            }
+            Observation::Http { peer, target } => {
+                let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+                let mac = Requester::from_query(query).mac.or_else(|| mac_of(peer))?;
+                let url = format!("{}{target}", self.http_base)
+                    .as_str()
+                    .try_into()
+                    .ok()?;
+                let what = if path.trim_start_matches('/') == self.script_path {
+                    Served::Script(url)
+                } else {
+                    Served::KernelUrl(url)
+                };
+                served(mac, what, now)
+            }
+        }
+    }
+
+    /// Every machine seen so far, for a session that starts after they were (enrollment).
+    pub fn all_seen(&self, now: u64) -> Vec<Event> {
+        self.seen
+            .iter()
+            .map(|(mac, s)| seen_event(*mac, s, now))
+            .collect()
+    }
+
+    fn sighting(
+        &mut self,
+        mac: MacAddr,
+        uuid: Option<Uuid>,
+        arch: Option<u16>,
+        now: u64,
+    ) -> Option<Event> {
+        let s = self.seen.entry(mac).or_insert(Seen {
+            uuid: None,
+            arch: None,
+            first: now,
+            reported: None,
+        });
+        let changed = (uuid.is_some() && uuid != s.uuid) || (arch.is_some() && arch != s.arch);
+        s.uuid = uuid.or(s.uuid);
+        s.arch = arch.or(s.arch);
+        let due = s
+            .reported
+            .is_none_or(|at| now >= at + RESEND_SEEN_SECS || changed);
+        due.then(|| {
+            s.reported = Some(now);
+            seen_event(mac, s, now)
+        })
+    }
+}
+
+fn seen_event(mac: MacAddr, s: &Seen, now: u64) -> Event {
+    Event::MachineSeen(MachineSeen {
+        mac: Mac(mac.0),
+        uuid: s.uuid.map(|u| uplink::Uuid(u.0)),
+        arch: s.arch,
+        first_seen: s.first,
+        last_seen: now,
+    })
+}
+
+fn served(mac: MacAddr, what: Served, at: u64) -> Option<Event> {
+    Some(Event::BootServed(BootServed {
+        mac: Mac(mac.0),
+        what,
+        at,
+    }))
+}
