@@ -17,6 +17,7 @@ pub mod ipmi_sim;
 pub mod net;
 pub mod perfdhcp;
 pub mod proc;
+pub mod provider;
 pub mod qemu;
 pub mod sushy;
 pub mod testbmc;
@@ -75,19 +76,29 @@ pub fn which(prog: &str) -> Option<PathBuf> {
 /// The host-sim binary: `$HOST_SIM_BIN` if set, else `$CARGO_TARGET_DIR/debug/host-sim`, else
 /// `<workspace>/target/debug/host-sim`. Panics with a hint when it is missing.
 pub fn host_sim() -> PathBuf {
-    if let Some(p) = env::var_os("HOST_SIM_BIN") {
+    built_binary("host-sim", "HOST_SIM_BIN")
+}
+
+/// The provider service's binary, found like [`host_sim`] (`$PROVIDER_BIN`; build it with
+/// `cargo build -p provider`).
+pub fn provider() -> PathBuf {
+    built_binary("provider", "PROVIDER_BIN")
+}
+
+fn built_binary(name: &str, var: &str) -> PathBuf {
+    if let Some(p) = env::var_os(var) {
         let p = PathBuf::from(p);
         assert!(
             p.is_file(),
-            "HOST_SIM_BIN={} is not a file: build host-sim first (`cargo build -p host-sim`)",
+            "{var}={} is not a file: build {name} first (`cargo build -p {name}`)",
             p.display()
         );
         return p;
     }
-    let p = target_dir().join("debug/host-sim");
+    let p = target_dir().join("debug").join(name);
     assert!(
         p.is_file(),
-        "host-sim binary not found at {}: run `cargo build -p host-sim` first (or set HOST_SIM_BIN)",
+        "{name} binary not found at {}: run `cargo build -p {name}` first (or set {var})",
         p.display()
     );
     p

@@ -100,7 +100,7 @@ impl UplinkPort {
             (None, None) => return Ok(None),
             (Some(id), Some(_)) => writeln!(
                 out,
-                "uplink enrolled already appliance={}, token not used",
+                "uplink enrolled already appliance={} (token not used)",
                 id.appliance_id
             )?,
             _ => {}
@@ -121,7 +121,7 @@ impl UplinkPort {
             conn: None,
             retry_at: 0,
             backoff: BACKOFF_MIN_MS,
-            local_port: FIRST_LOCAL_PORT,
+            local_port: first_local_port(),
             reporter: Reporter::new(settings.ip, settings.http_port, settings.script_path),
             applied: Applied::default(),
         };
@@ -498,6 +498,14 @@ fn deadline(now: u64, conn: &Conn) -> Result<(), String> {
             "timed out connecting".into()
         },
     )
+}
+
+/// A random start, so a restarted appliance does not reuse the 4-tuple of a tunnel the
+/// provider still holds.
+fn first_local_port() -> u16 {
+    let mut r = [0u8; 2];
+    let offset = getrandom::fill(&mut r).map_or(0, |()| u16::from_le_bytes(r) % 8192);
+    FIRST_LOCAL_PORT + offset
 }
 
 /// A command's name for the log, without its fields (which may hold credentials).

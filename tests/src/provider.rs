@@ -1,0 +1,124 @@
+//! The provider service (`provider serve`) in a namespace of its own on the rack bridge, and
+//! its CLI run in that namespace against the API on loopback.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::hostsim::field;
+use crate::net::{Netns, Rack};
+use crate::proc::Child;
+use crate::{Workdir, provider};
+
+/// The provider's address on the rack segment (the appliance dials it through its TAP).
+pub const PROVIDER_IP: &str = "10.77.0.3";
+/// Its TLS port for tunnels and enrollment.
+pub const PROVIDER_PORT: u16 = 7443;
+const API: &str = "127.0.0.1:8790";
+
+/// A running `provider serve`, restartable on the same state dir.
+pub struct Provider {
+    pub ns: Netns,
+    state: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Provider {
+    pub fn start(rack: &Rack, wd: &Workdir) -> Provider {
+        let ns = rack.host("prov", None, &[&format!("{PROVIDER_IP}/24")]);
+        let mut p = Provider {
+            ns,
+            state: wd.dir("provider"),
+            log: wd.file("provider.log"),
+            child: None,
+        };
+        p.restart();
+        p
+    }
+
+    /// (Re)starts the service and waits (15 s) for its `ready` line.
+    pub fn restart(&mut self) {
+        let bin = provider();
+        let listen = format!("{PROVIDER_IP}:{PROVIDER_PORT}");
+        let mut cmd = self.ns.command(bin.to_str().expect("utf-8 path"));
+        cmd.args(["--api", API, "serve", "--state-dir"])
+            .arg(&self.state)
+            .args(["--listen", &listen, "--server-name", PROVIDER_IP]);
+        let from = crate::LogFile::new(&self.log).mark();
+        let mut child = Child::spawn("provider", &mut cmd, &self.log);
+        let lf = child.log().clone();
+        lf.wait_for_from(
+            from,
+            Duration::from_secs(15),
+            |l| l.starts_with("ready "),
+            || child.check_alive(),
+        )
+        .unwrap_or_else(|e| panic!("provider did not get ready: {e}"));
+        self.child = Some(child);
+    }
+
+    /// Kills the service (SIGKILL: no goodbye to the tunnel).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill();
+        }
+    }
+
+    /// Runs the CLI (10 s); panics unless it succeeds; returns its stdout.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let bin = provider();
+        let mut all = vec!["--api", API];
+        all.extend_from_slice(args);
+        let out = self
+            .ns
+            .run(
+                bin.to_str().expect("utf-8 path"),
+                &all,
+                Duration::from_secs(10),
+            )
+            .unwrap_or_else(|e| panic!("provider {args:?}: {e}"));
+        assert!(
+            out.success(),
+            "provider {args:?}: {}\n{}",
+            out.status,
+            out.stderr
+        );
+        out.stdout
+    }
+
+    /// A new enrollment token's text.
+    pub fn token(&self) -> String {
+        let out = self.cli(&["token", "create"]);
+        out.lines()
+            .map(str::trim)
+            .find(|l| l.starts_with("rack1:"))
+            .unwrap_or_else(|| panic!("no rack1: token in:\n{out}"))
+            .to_owned()
+    }
+
+    /// Whether `provider machines --json` lists `mac` as a machine of appliance `appliance`.
+    pub fn has_machine(&self, appliance: &str, mac: &str) -> bool {
+        let json: String = self
+            .cli(&["machines", "--json"])
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
+        // One object per machine, each starting with its key; the MAC as text or as bytes.
+        let bytes: Vec<String> = mac
+            .split(':')
+            .map(|h| u8::from_str_radix(h, 16).map_or_else(|_| h.into(), |b| b.to_string()))
+            .collect();
+        let as_array = format!("[{}]", bytes.join(","));
+        json.split("{\"key\":").any(|m| {
+            (m.to_ascii_lowercase().contains(&mac.to_ascii_lowercase()) || m.contains(&as_array))
+                && m.contains(&format!("\"appliance\":{appliance}"))
+        })
+    }
+}
+
+/// The appliance id in host-sim's `uplink enrolled appliance=ID` line.
+pub fn enrolled_id(line: &str) -> String {
+    field(line, "appliance")
+        .unwrap_or_else(|| panic!("no appliance= in {line:?}"))
+        .to_owned()
+}
