@@ -1,0 +1,96 @@
+//! The appliance's DHCP server on UDP port 67 of the embassy-net stack.
+//!
+//! A client without an address that did not ask for a broadcast (`Destination::Link`)
+//! gets its reply broadcast to 255.255.255.255:68: host-sim addresses that frame to the
+//! client's MAC itself, which embassy-net offers no way to do, and RFC 2131 section 4.1
+//! allows the broadcast ("If unicasting is not possible, the message MAY be sent as an IP
+//! broadcast using an IP broadcast address ... and the link-layer broadcast address").
+
+use core::net::{Ipv4Addr, SocketAddrV4};
+
+use appliance::dhcp::wire::{CLIENT_PORT, SERVER_PORT};
+use appliance::dhcp::{Config, Datagram, Destination, LeaseTable, Mode, Server, Slot, Subnet};
+use appliance::inventory::Inventory;
+use appliance::net::Ipv4Net;
+use defmt::Display2Format;
+use embassy_net::udp::{PacketMetadata, UdpSocket};
+use embassy_net::{IpAddress, IpEndpoint, Stack};
+use embassy_time::Instant;
+use static_cell::StaticCell;
+
+/// Leases the board keeps (the table takes two slots per lease).
+const LEASES: usize = 64;
+/// Machines the inventory remembers.
+const MACHINES: usize = 32;
+/// The address pool on the board's own /24.
+const POOL: (u8, u8) = (100, 199);
+
+static SLOTS: StaticCell<[Slot; 2 * LEASES]> = StaticCell::new();
+
+/// The server's configuration: the full server for `net`, addresses from [`POOL`].
+fn config(net: Ipv4Net) -> Config {
+    let [a, b, c, _] = net.network().octets();
+    let mut config = Config::new(Mode::Full, net.addr);
+    let subnet = Subnet {
+        net,
+        pool_first: Ipv4Addr::new(a, b, c, POOL.0),
+        pool_last: Ipv4Addr::new(a, b, c, POOL.1),
+        router: None,
+    };
+    if config.subnets.push(subnet).is_err() {
+        defmt::panic!("dhcp: no room for the local subnet");
+    }
+    if let Err(e) = config.validate() {
+        defmt::panic!("dhcp config: {}", Display2Format(&e));
+    }
+    config
+}
+
+/// Lease times in seconds since boot. The leases live in RAM only (no journal until the
+/// board has a flash region), so a clock that restarts with them is consistent. Test-only
+/// note: QEMU has no RTC; a real board's leases will need wall-clock time from its RTC.
+fn now_secs() -> u64 {
+    Instant::now().as_secs()
+}
+
+/// Serves DHCP on `stack` for ever; `net` is the board's own address and prefix.
+pub async fn serve(stack: Stack<'static>, net: Ipv4Net) -> ! {
+    let slots = SLOTS.init([Slot::EMPTY; 2 * LEASES]);
+    let mut server = Server::new(config(net), LeaseTable::new(slots));
+    let mut inventory = Inventory::<MACHINES>::default();
+
+    let mut rx_meta = [PacketMetadata::EMPTY; 8];
+    let mut rx_buf = [0u8; 4096];
+    let mut tx_meta = [PacketMetadata::EMPTY; 4];
+    let mut tx_buf = [0u8; 2048];
+    let mut socket = UdpSocket::new(stack, &mut rx_meta, &mut rx_buf, &mut tx_meta, &mut tx_buf);
+    defmt::unwrap!(socket.bind(SERVER_PORT), "dhcp: bind port 67");
+    defmt::info!("dhcp listening port={}", SERVER_PORT);
+
+    let mut reply = [0u8; 1500];
+    loop {
+        let outcome = socket
+            .recv_from_with(|payload, meta| {
+                let IpAddress::Ipv4(ip) = meta.endpoint.addr;
+                let dg = Datagram {
+                    src: SocketAddrV4::new(ip, meta.endpoint.port),
+                    port: SERVER_PORT,
+                    payload,
+                };
+                server.handle(now_secs(), &dg, &mut inventory, &mut reply)
+            })
+            .await;
+        defmt::info!("{}", Display2Format(&outcome.decision));
+        let Some((to, len)) = outcome.reply else {
+            continue;
+        };
+        let broadcast = IpEndpoint::new(Ipv4Addr::BROADCAST.into(), CLIENT_PORT);
+        let endpoint = match to {
+            Destination::Broadcast | Destination::Link { .. } => broadcast,
+            Destination::Unicast(addr) => IpEndpoint::new((*addr.ip()).into(), addr.port()),
+        };
+        if let Err(e) = socket.send_to(&reply[..len], endpoint).await {
+            defmt::warn!("dhcp send to={}: {}", endpoint, e);
+        }
+    }
+}
