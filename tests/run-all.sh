@@ -18,7 +18,7 @@ echo "appliance code for thumbv7em-none-eabihf, opt-level z (generic code instan
 "$llvm_size" -t target/thumbv7em-none-eabihf/size/libappliance.rlib | tail -n 1
 
 step "host simulator"
-cargo build -p host-sim
+cargo build -p host-sim -p provider
 cargo run -q -p host-sim -- rack --machines 48 --seed 1
 
 step "fuzz: every target, ${FUZZ_SECONDS}s each"
