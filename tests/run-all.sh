@@ -17,6 +17,11 @@ llvm_size=$(find "$(rustc --print sysroot)" -name llvm-size -type f | head -n 1)
 echo "appliance code for thumbv7em-none-eabihf, opt-level z (generic code instantiated by a board is not included):"
 "$llvm_size" -t target/thumbv7em-none-eabihf/size/libappliance.rlib | tail -n 1
 
+step "firmware for the QEMU board (boards/qemu-mps2-an386), release"
+cargo build -p qemu-mps2-an386 --release --target thumbv7em-none-eabihf
+echo "flash = text + data, static RAM = data + bss:"
+"$llvm_size" target/thumbv7em-none-eabihf/release/qemu-mps2-an386
+
 step "host simulator"
 cargo build -p host-sim -p provider
 cargo run -q -p host-sim -- rack --machines 48 --seed 1

@@ -12,6 +12,7 @@
 pub mod boot;
 pub mod dhclient;
 pub mod dnsmasq;
+pub mod firmware;
 pub mod hostsim;
 pub mod ipmi_sim;
 pub mod net;

@@ -80,14 +80,19 @@ pub async fn serve(stack: Stack<'static>, net: Ipv4Net) -> ! {
                 server.handle(now_secs(), &dg, &mut inventory, &mut reply)
             })
             .await;
-        defmt::info!("{}", Display2Format(&outcome.decision));
-        let Some((to, len)) = outcome.reply else {
-            continue;
-        };
         let broadcast = IpEndpoint::new(Ipv4Addr::BROADCAST.into(), CLIENT_PORT);
-        let endpoint = match to {
-            Destination::Broadcast | Destination::Link { .. } => broadcast,
-            Destination::Unicast(addr) => IpEndpoint::new((*addr.ip()).into(), addr.port()),
+        let (reply_to, via) = match outcome.reply {
+            Some((Destination::Broadcast, len)) => (Some((broadcast, len)), ""),
+            Some((Destination::Link { .. }, len)) => (Some((broadcast, len)), " via=broadcast"),
+            Some((Destination::Unicast(addr), len)) => {
+                let to = IpEndpoint::new((*addr.ip()).into(), addr.port());
+                (Some((to, len)), "")
+            }
+            None => (None, ""),
+        };
+        defmt::info!("{}{}", Display2Format(&outcome.decision), via);
+        let Some((endpoint, len)) = reply_to else {
+            continue;
         };
         if let Err(e) = socket.send_to(&reply[..len], endpoint).await {
             defmt::warn!("dhcp send to={}: {}", endpoint, e);

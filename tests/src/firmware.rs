@@ -1,0 +1,103 @@
+//! The QEMU board's firmware (`boards/qemu-mps2-an386`) booted in `qemu-system-arm` on a TAP
+//! in the rack bridge, with its defmt log (semihosting output) decoded on the host.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use defmt_decoder::{DecodeError, Table};
+
+use crate::net::Rack;
+use crate::proc::Child;
+use crate::wait::poll_until;
+use crate::{Workdir, require_tool, target_dir};
+
+/// The firmware's MAC (fixed in the firmware; QEMU's NIC is given the same).
+pub const FIRMWARE_MAC: &str = "02:00:00:77:00:01";
+
+/// The release ELF that `tests/run-all.sh` builds, if it is there.
+pub fn elf() -> Option<PathBuf> {
+    let p = target_dir().join("thumbv7em-none-eabihf/release/qemu-mps2-an386");
+    p.is_file().then_some(p)
+}
+
+/// A running board: QEMU (killed on drop) and its log.
+pub struct Board {
+    pub child: Child,
+    table: Table,
+    /// QEMU's output: the semihosting stdout (defmt frames), and any message of QEMU's own,
+    /// which the decoder skips as a malformed frame.
+    raw: PathBuf,
+    /// The decoded lines, rewritten on each read (kept with the test's files).
+    text: PathBuf,
+}
+
+impl Board {
+    /// Boots `elf` with its NIC on `tap` (created here in the rack bridge).
+    pub fn boot(rack: &Rack, wd: &Workdir, elf: &Path, tap: &str) -> Board {
+        require_tool("qemu-system-arm", "qemu-system-arm");
+        let bytes = fs::read(elf).unwrap_or_else(|e| panic!("read {}: {e}", elf.display()));
+        let table = Table::parse(&bytes)
+            .unwrap_or_else(|e| panic!("defmt table of {}: {e}", elf.display()))
+            .unwrap_or_else(|| panic!("{} has no defmt data", elf.display()));
+        rack.add_tap(tap);
+        let raw = wd.file("firmware-qemu.log");
+        let mut cmd = rack.ns().command("qemu-system-arm");
+        // With target=native, the firmware's writes to stdout are QEMU's own stdout.
+        cmd.args(["-machine", "mps2-an386", "-nographic"])
+            .args(["-semihosting-config", "enable=on,target=native"])
+            .arg("-kernel")
+            .arg(elf)
+            .arg("-nic")
+            .arg(format!(
+                "tap,ifname={tap},script=no,downscript=no,model=lan9118,mac={FIRMWARE_MAC}"
+            ));
+        let child = Child::spawn("firmware", &mut cmd, &raw);
+        Board {
+            child,
+            table,
+            raw,
+            text: wd.file("firmware.txt"),
+        }
+    }
+
+    /// Every log line so far, as `LEVEL message`.
+    pub fn lines(&self) -> Vec<String> {
+        let data = fs::read(&self.raw).unwrap_or_default();
+        let mut decoder = self.table.new_stream_decoder();
+        decoder.received(&data);
+        let mut lines = Vec::new();
+        loop {
+            match decoder.decode() {
+                Ok(frame) => {
+                    let level = frame.level().map_or("PRINT", |l| l.as_str());
+                    lines.push(format!(
+                        "{} {}",
+                        level.to_uppercase(),
+                        frame.display_message()
+                    ));
+                }
+                Err(DecodeError::Malformed) if self.table.encoding().can_recover() => {}
+                Err(_) => break,
+            }
+        }
+        let _ = fs::write(&self.text, lines.join("\n"));
+        lines
+    }
+
+    /// Waits for a log line that `pred` accepts; fails early if QEMU exits.
+    pub fn wait_line(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> Result<String, String> {
+        poll_until(what, timeout, || {
+            if let Some(l) = self.lines().into_iter().find(|l| pred(l)) {
+                return Ok(Some(l));
+            }
+            self.child.check_alive().map(|()| None)
+        })
+        .map_err(|e| format!("{e}\n--- firmware log:\n{}", self.lines().join("\n")))
+    }
+}
