@@ -1,19 +1,22 @@
-//! The firmware for QEMU's mps2-an386 board on a TAP in the rack answers ISC dhclient: the
-//! board's own LAN9118 driver, embassy-net and the appliance's DHCP server, end to end.
+//! The firmware for QEMU's mps2-an386 board on a TAP in the rack answers ISC dhclient and
+//! serves a built-in file to tftp-hpa: the board's own LAN9118 driver, embassy-net and the
+//! appliance's DHCP and TFTP servers, end to end.
 
+use std::fs;
 use std::time::Duration;
 
 use e2e::dhclient::Dhclient;
 use e2e::firmware::{self, Board};
 use e2e::net::ping;
-use e2e::{APPLIANCE_IP, LogFile, Rack, Workdir, require_root};
+use e2e::{APPLIANCE_IP, LogFile, Rack, Workdir, require_root, require_tool};
 
 const BOOT: Duration = Duration::from_secs(20);
 const BIND: Duration = Duration::from_secs(30);
 const LOG: Duration = Duration::from_secs(5);
+const TFTP: Duration = Duration::from_secs(20);
 
 #[test]
-fn dhclient_gets_a_lease_from_the_firmware() {
+fn dhclient_lease_and_tftp_from_the_firmware() {
     if !require_root() {
         return;
     }
@@ -71,5 +74,23 @@ fn dhclient_gets_a_lease_from_the_firmware() {
     {
         eprintln!("dhclient: {line}");
     }
+
+    // TFTP from the built-in file (tftp-hpa: RFC 1350, 512-byte blocks).
+    require_tool("tftp", "tftp-hpa");
+    let got = wd.file("got-hello.txt");
+    let g = got.to_str().expect("utf-8 path");
+    let args = ["-m", "binary", APPLIANCE_IP, "-c", "get", "hello.txt", g];
+    let out = ns
+        .run("tftp", &args, TFTP)
+        .unwrap_or_else(|e| panic!("tftp get: {e}"));
+    assert!(out.success(), "tftp get failed: {out:?}");
+    let body = fs::read(&got).unwrap_or_else(|e| panic!("read {}: {e}", got.display()));
+    assert_eq!(body, b"hello from qemu-mps2-an386\n");
+    let done = board
+        .wait_line("tftp DONE", LOG, |l| {
+            l.contains("tftp RRQ name=hello.txt") && l.contains("-> DONE bytes=27")
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("firmware: {done}");
     client.stop();
 }

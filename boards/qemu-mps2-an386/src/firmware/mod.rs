@@ -1,7 +1,8 @@
 //! Board bring-up: SysTick time, the LAN9118 under embassy-net with a static address,
-//! and the appliance's services as tasks. Logs are defmt frames over semihosting.
+//! and the appliance's services as tasks (DHCP in `main`, TFTP in its own). Logs are defmt frames over semihosting.
 
 mod dhcp;
+mod tftp;
 mod time;
 
 use core::net::Ipv4Addr;
@@ -10,7 +11,7 @@ use appliance::net::Ipv4Net;
 use defmt::Display2Format;
 use defmt_semihosting as _;
 use embassy_executor::Spawner;
-use embassy_net::{Ipv4Cidr, Runner, StackResources, StaticConfigV4};
+use embassy_net::{Ipv4Cidr, Runner, Stack, StackResources, StaticConfigV4};
 use lan9118::Lan9118;
 use static_cell::StaticCell;
 
@@ -25,10 +26,15 @@ const PREFIX: u8 = 24;
 /// Test-only: QEMU has no RNG, so smoltcp's seed (ephemeral ports, TCP sequence numbers)
 /// is fixed. A real board seeds from its RNG.
 const SEED: u64 = 0x0a4d_0001_5eed_0001;
-/// embassy-net sockets: DHCP's one.
-const SOCKETS: usize = 1;
+/// embassy-net sockets: DHCP's, TFTP's listener and one per transfer.
+const SOCKETS: usize = 2 + tftp::TRANSFERS;
 
 static RESOURCES: StaticCell<StackResources<SOCKETS>> = StaticCell::new();
+
+#[embassy_executor::task]
+async fn tftp_task(stack: Stack<'static>) -> ! {
+    tftp::serve(stack).await
+}
 
 #[embassy_executor::task]
 async fn net_task(mut runner: Runner<'static, Lan9118>) -> ! {
@@ -58,6 +64,7 @@ async fn main(spawner: Spawner) {
     let resources = RESOURCES.init(StackResources::new());
     let (stack, runner) = embassy_net::new(nic, config, resources, SEED);
     spawner.spawn(defmt::unwrap!(net_task(runner)));
+    spawner.spawn(defmt::unwrap!(tftp_task(stack)));
     defmt::info!(
         "qemu-mps2-an386 up ip={} mac={=[u8]:02x}",
         Display2Format(&net),
