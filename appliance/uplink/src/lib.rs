@@ -41,7 +41,10 @@
 //! (power state, lease or sighting of the same machine) and refuses anything else
 //! ([`outbox::Full`]); the appliance re-reports that state later from its tables. After an
 //! appliance restart, the events it queues before the first welcome are numbered above the
-//! provider's last ack.
+//! provider's last ack. An appliance that persists its outbox ([`Outbox::iter`],
+//! [`Outbox::next_seq`], [`Session::is_numbered`]) before any of it is sent and restores it
+//! with [`Session::restore`] loses no unacked event in a restart either: restored events keep
+//! their numbers, so the welcome drops the ones the provider applied.
 //!
 //! Commands (provider -> appliance) carry ids that the provider keeps until it has applied
 //! their [`CommandResult`] (itself an event, so delivered exactly once). The provider resends

@@ -37,6 +37,27 @@ impl<const N: usize> Outbox<N> {
         }
     }
 
+    /// An outbox persisted before a restart: `events` strictly increasing and each numbered
+    /// below `next_seq`, at most `N` of them; `None` otherwise (a damaged copy).
+    pub fn restore(next_seq: u64, events: impl IntoIterator<Item = Sequenced>) -> Option<Self> {
+        let mut outbox = Outbox::new();
+        let mut last = 0;
+        for e in events {
+            if e.seq <= last || e.seq >= next_seq {
+                return None;
+            }
+            last = e.seq;
+            outbox.ring.push_back(e).ok()?;
+        }
+        outbox.next_seq = next_seq;
+        Some(outbox)
+    }
+
+    /// The waiting events, oldest first: what the appliance persists.
+    pub fn iter(&self) -> impl Iterator<Item = &Sequenced> {
+        self.ring.iter()
+    }
+
     pub fn len(&self) -> usize {
         self.ring.len()
     }

@@ -71,17 +71,30 @@ pub struct Session<const N: usize> {
 
 impl<const N: usize> Session<N> {
     /// `commands` is the filter the appliance persisted (or a new one on first start).
-    pub fn new(mut hello: Hello, commands: CommandFilter) -> Self {
+    pub fn new(hello: Hello, commands: CommandFilter) -> Self {
+        Self::restore(hello, commands, Outbox::new(), false)
+    }
+
+    /// A session on the outbox the appliance persisted before a restart, so its unacked
+    /// events survive it. `numbered` is what [`Session::is_numbered`] said then: if true the
+    /// events keep their numbers (some may have been sent, and the welcome acks the ones the
+    /// provider applied); if false the first welcome numbers them, as for a new outbox.
+    pub fn restore(
+        mut hello: Hello,
+        commands: CommandFilter,
+        outbox: Outbox<N>,
+        numbered: bool,
+    ) -> Self {
         hello.protocol = PROTOCOL_VERSION;
         hello.command_window = COMMAND_WINDOW as u16;
         Session {
             hello,
             link: Link::Down,
-            outbox: Outbox::new(),
+            outbox,
             commands,
             running: Vec::new(),
             sent_upto: 0,
-            numbered: false,
+            numbered,
             pong: None,
         }
     }
@@ -105,6 +118,12 @@ impl<const N: usize> Session<N> {
 
     pub fn outbox(&self) -> &Outbox<N> {
         &self.outbox
+    }
+
+    /// Whether the outbox's numbers are final (a welcome has numbered them): persisted with
+    /// the outbox, for [`Session::restore`].
+    pub fn is_numbered(&self) -> bool {
+        self.numbered
     }
 
     /// The state to persist before running a command.

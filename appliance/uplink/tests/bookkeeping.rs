@@ -255,3 +255,63 @@ fn out_of_place_messages_end_the_session() {
         [ToProvider::Pong(5), ToProvider::Event(_)]
     ));
 }
+
+/// Persists the outbox as an appliance would and builds the session after a restart.
+fn restarted<const N: usize>(session: &Session<N>) -> Session<N> {
+    let outbox = session.outbox();
+    let copy = Outbox::restore(outbox.next_seq(), outbox.iter().cloned()).unwrap();
+    Session::restore(
+        hello(),
+        session.command_filter(),
+        copy,
+        session.is_numbered(),
+    )
+}
+
+#[test]
+fn a_restored_outbox_resends_what_the_provider_lacks_under_the_same_numbers() {
+    let mut session = Session::<16>::new(hello(), CommandFilter::new());
+    session.report(served(1)).unwrap();
+    session.connect();
+    drain(&mut session);
+    session.handle(welcome(10)).unwrap();
+    session.report(served(2)).unwrap();
+    session.report(served(3)).unwrap();
+    assert_eq!(event_seqs(&drain(&mut session)), [11, 12, 13]);
+    // Restart before any ack; the provider had applied 11 and 12.
+    let mut session = restarted(&session);
+    assert!(session.is_numbered());
+    session.report(served(4)).unwrap();
+    session.connect();
+    drain(&mut session);
+    session.handle(welcome(12)).unwrap();
+    assert_eq!(event_seqs(&drain(&mut session)), [13, 14]);
+
+    // Never welcomed: the restored events are numbered by the first welcome.
+    let mut fresh = Session::<16>::new(hello(), CommandFilter::new());
+    fresh.report(served(1)).unwrap();
+    let mut fresh = restarted(&fresh);
+    assert!(!fresh.is_numbered());
+    fresh.connect();
+    drain(&mut fresh);
+    fresh.handle(welcome(30)).unwrap();
+    assert_eq!(event_seqs(&drain(&mut fresh)), [31]);
+}
+
+#[test]
+fn a_damaged_outbox_copy_is_refused() {
+    let e = |seq| Sequenced {
+        seq,
+        event: served(seq),
+    };
+    assert!(Outbox::<4>::restore(3, [e(1), e(2)]).is_some());
+    assert!(
+        Outbox::<4>::restore(2, [e(1), e(2)]).is_none(),
+        "not below next"
+    );
+    assert!(
+        Outbox::<4>::restore(9, [e(2), e(1)]).is_none(),
+        "out of order"
+    );
+    assert!(Outbox::<1>::restore(9, [e(1), e(2)]).is_none(), "too many");
+}
