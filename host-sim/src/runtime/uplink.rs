@@ -4,12 +4,15 @@
 //! Without a stored identity the port enrolls with the token (ALPN `rack-enroll/1`, trusting
 //! the CA the token pins, see `enroll`), stores what it got (`state`), then dials the tunnel
 //! (ALPN `rack-tunnel/1`, mTLS) and runs [`uplink::Session`] over it: hello, events from
-//! the services (`report`), commands into the inventory (`commands`), pongs. Any failure
+//! the services (`report`), commands into the inventory (`commands`), pongs. The outbox is
+//! persisted before anything in it is sent (`outbox_store`) and restored on start, so no
+//! unacked event is lost in a restart; each queued event is logged with its number. Any failure
 //! closes the connection and dials again after a backoff of 1 s doubling to 60 s; DHCP,
 //! TFTP and HTTP run on meanwhile, as the loop never waits on the uplink.
 
 mod commands;
 mod enroll;
+mod outbox_store;
 mod report;
 mod state;
 
@@ -17,7 +20,6 @@ use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 
-use appliance::inventory::Inventory;
 use appliance::net::MacAddr;
 use smoltcp::iface::{Interface, SocketHandle, SocketSet};
 use smoltcp::socket::tcp::{self, State};
@@ -26,11 +28,12 @@ use uplink::frame::{self, HEADER, MAX_FRAME};
 use uplink::{Action, Capabilities, FrameDecoder, Hello, Session, ToAppliance};
 use uplink_tls::{ClientConfig, Identity as TlsIdentity, KeyPair, TlsClient};
 
+pub use commands::Tables;
 pub use report::Observation;
 
-use super::MACHINES;
 use commands::Applied;
 use enroll::{Exchange, Step};
+use outbox_store::Saved;
 use report::Reporter;
 use state::{Identity, StateDir};
 
@@ -85,6 +88,10 @@ pub struct UplinkPort {
     local_port: u16,
     reporter: Reporter,
     applied: Applied,
+    /// What the outbox file holds.
+    saved: Saved,
+    /// Log lines for events queued since the outbox was last stored (written after it).
+    queued: Vec<String>,
 }
 
 impl UplinkPort {
@@ -124,9 +131,15 @@ impl UplinkPort {
             local_port: first_local_port(),
             reporter: Reporter::new(settings.ip, settings.http_port, settings.script_path),
             applied: Applied::default(),
+            saved: Saved::default(),
+            queued: Vec::new(),
         };
         if let Some(id) = identity {
-            port.start_session(id, 0)?;
+            let restored = port.dir.load_outbox()?;
+            if let Some((outbox, _)) = &restored {
+                writeln!(out, "uplink outbox restored events={}", outbox.len())?;
+            }
+            port.start_session(id, 0, restored)?;
         }
         Ok(Some(port))
     }
@@ -144,10 +157,8 @@ impl UplinkPort {
         mac_of: &dyn Fn(Ipv4Addr) -> Option<MacAddr>,
     ) {
         for o in observed.drain(..) {
-            let event = self.reporter.event(o, now / 1000, mac_of);
-            if let (Some(event), Some(session)) = (event, self.session.as_mut()) {
-                // Full: state-like events were replaced; the rest is re-observed later.
-                let _ = session.report(event);
+            if let Some(event) = self.reporter.event(o, now / 1000, mac_of) {
+                self.queue(event);
             }
         }
     }
@@ -158,10 +169,17 @@ impl UplinkPort {
         now: u64,
         iface: &mut Interface,
         sockets: &mut SocketSet<'static>,
-        inventory: &mut Inventory<MACHINES>,
+        tables: &mut Tables<'_>,
         out: &mut dyn Write,
     ) -> io::Result<()> {
+        commands::deliver(tables.power, self.session.as_deref_mut(), out)?;
         let socket = sockets.get_mut::<tcp::Socket>(self.socket);
+        if let Err(e) = self.save_outbox(out) {
+            if self.conn.is_some() {
+                self.fail(now, socket);
+            }
+            return writeln!(out, "uplink error: storing the outbox: {e}");
+        }
         if self.conn.is_none() {
             if now >= self.retry_at
                 && let Err(why) = self.dial(now, iface, socket)
@@ -171,7 +189,7 @@ impl UplinkPort {
             }
             return Ok(());
         }
-        if let Err(why) = self.drive(now, socket, inventory, out) {
+        if let Err(why) = self.drive(now, socket, tables, out) {
             let what = match &self.session {
                 None => "enrollment failed",
                 Some(s) if s.is_up() => "lost",
@@ -187,7 +205,13 @@ impl UplinkPort {
         Ok(())
     }
 
-    fn start_session(&mut self, id: Identity, secs: u64) -> io::Result<()> {
+    /// `restored` is the outbox stored before a restart, with its numbered flag.
+    fn start_session(
+        &mut self,
+        id: Identity,
+        secs: u64,
+        restored: Option<(uplink::Outbox<OUTBOX>, bool)>,
+    ) -> io::Result<()> {
         let hello = Hello {
             protocol: 0,
             appliance_id: id
@@ -199,11 +223,14 @@ impl UplinkPort {
             capabilities: self.capabilities,
             command_window: 0,
         };
-        let mut session = Box::new(Session::new(hello, self.dir.load_filter()?));
+        let filter = self.dir.load_filter()?;
+        self.session = Some(Box::new(match restored {
+            Some((outbox, numbered)) => Session::restore(hello, filter, outbox, numbered),
+            None => Session::new(hello, filter),
+        }));
         for event in self.reporter.all_seen(secs) {
-            let _ = session.report(event);
+            self.queue(event);
         }
-        self.session = Some(session);
         self.identity = Some(id);
         Ok(())
     }
@@ -283,7 +310,7 @@ impl UplinkPort {
         &mut self,
         now: u64,
         socket: &mut tcp::Socket,
-        inventory: &mut Inventory<MACHINES>,
+        tables: &mut Tables<'_>,
         out: &mut dyn Write,
     ) -> Result<(), String> {
         match socket.state() {
@@ -303,13 +330,16 @@ impl UplinkPort {
                 .map_err(|e| e.to_string())?
                 .map_err(|e| e.to_string())?;
             received |= fed > 0;
-            self.plaintext(now, inventory, out)?;
+            self.plaintext(now, tables, out)?;
             if fed == 0 {
                 break;
             }
         }
         // The handshake may have completed without application data.
-        self.plaintext(now, inventory, out)?;
+        self.plaintext(now, tables, out)?;
+        // Results of the commands just run, and the renumbering of a first welcome.
+        self.save_outbox(out)
+            .map_err(|e| format!("storing the outbox: {e}"))?;
         let Some(conn) = self.conn.as_mut() else {
             return Ok(());
         };
@@ -343,7 +373,7 @@ impl UplinkPort {
     fn plaintext(
         &mut self,
         now: u64,
-        inventory: &mut Inventory<MACHINES>,
+        tables: &mut Tables<'_>,
         out: &mut dyn Write,
     ) -> Result<(), String> {
         let Some(conn) = self.conn.as_mut() else {
@@ -403,16 +433,18 @@ impl UplinkPort {
                                     .store_filter(&session.command_filter())
                                     .map_err(|e| format!("storing the command filter: {e}"))?;
                                 let what = format!("{command:?}");
-                                let outcome = self.applied.run(command, inventory);
-                                writeln!(
-                                    out,
-                                    "uplink command id={id} {} -> {outcome:?}",
-                                    short(&what)
-                                )
-                                .map_err(|e| e.to_string())?;
-                                session
+                                let outcome = self.applied.run(id, command, tables, now);
+                                let shown = (outcome.as_ref())
+                                    .map_or_else(|| "running".into(), |o| format!("{o:?}"));
+                                writeln!(out, "uplink command id={id} {} -> {shown}", short(&what))
+                                    .map_err(|e| e.to_string())?;
+                                // Running: answered later, through `commands::deliver`.
+                                let Some(outcome) = outcome else { continue };
+                                let seq = session
                                     .complete(id, outcome)
                                     .map_err(|e| format!("{e:?}"))?;
+                                let line = format!("uplink event seq={seq} CommandResult");
+                                self.queued.push(line);
                             }
                         }
                     }
@@ -444,12 +476,13 @@ impl UplinkPort {
             certificate,
             ca,
         };
-        self.dir
-            .store(&id)
+        // An outbox left by an earlier identity is not this appliance's.
+        (self.dir.remove_outbox())
+            .and_then(|()| self.dir.store(&id))
             .map_err(|e| format!("storing the identity: {e}"))?;
         writeln!(out, "uplink enrolled appliance={}", id.appliance_id)
             .map_err(|e| e.to_string())?;
-        self.start_session(id, now / 1000)
+        self.start_session(id, now / 1000, None)
             .map_err(|e| e.to_string())?;
         self.retry_at = now;
         self.backoff = BACKOFF_MIN_MS;

@@ -1,7 +1,7 @@
 //! What the uplink keeps in `<state-dir>/uplink/`: the identity enrollment gave (key,
-//! certificate, CA, appliance id, provider address) and the command filter. Each file is
-//! written whole to a temporary name, synced and renamed; the `identity` file goes last, so
-//! its presence means the rest is complete. The key is 0600.
+//! certificate, CA, appliance id, provider address), the command filter and the outbox
+//! (`outbox_store`). Each file is written whole to a temporary name, synced and renamed; the
+//! `identity` file goes last, so its presence means the rest is complete. The key is 0600.
 
 use std::fs;
 use std::io::{self, Write};
@@ -111,7 +111,11 @@ impl StateDir {
         self.write("commands", bytes, 0o644)
     }
 
-    fn write(&self, name: &str, contents: &[u8], mode: u32) -> io::Result<()> {
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    pub(super) fn write(&self, name: &str, contents: &[u8], mode: u32) -> io::Result<()> {
         let tmp = self.0.join(format!(".{name}.tmp"));
         let mut file = fs::OpenOptions::new()
             .write(true)
@@ -135,6 +139,6 @@ fn parse_hex(s: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-fn invalid(what: impl Into<String>) -> io::Error {
+pub(super) fn invalid(what: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what.into())
 }
