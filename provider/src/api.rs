@@ -23,6 +23,10 @@ pub struct ApplianceView {
     pub last_applied_seq: u64,
     pub applied_events: u64,
     pub refused_events: u64,
+    /// Commands issued in all, and those without a result yet (for scripts and tests
+    /// checking that every command was resolved).
+    pub issued_commands: u64,
+    pub outstanding_commands: usize,
     pub machines: usize,
 }
 
@@ -126,21 +130,28 @@ async fn appliances(State(p): State<Arc<Provider>>) -> Answer<Vec<ApplianceView>
         .appliances()?
         .into_iter()
         .map(|(a, link)| view(&p, a, &link, &machines));
-    Ok(Json(views.collect()))
+    Ok(Json(views.collect::<Result<_, StoreError>>()?))
 }
 
-fn view(p: &Provider, appliance: Appliance, link: &Link, machines: &[Machine]) -> ApplianceView {
-    ApplianceView {
+fn view(
+    p: &Provider,
+    appliance: Appliance,
+    link: &Link,
+    machines: &[Machine],
+) -> Result<ApplianceView, StoreError> {
+    Ok(ApplianceView {
         connected: p.tunnels.is_connected(appliance.id),
         last_applied_seq: link.last_applied_seq,
         applied_events: link.applied_events,
         refused_events: link.refused_events,
+        issued_commands: link.last_command_id,
+        outstanding_commands: p.store.outstanding(appliance.id)?.len(),
         machines: machines
             .iter()
             .filter(|m| m.appliance == appliance.id)
             .count(),
         appliance,
-    }
+    })
 }
 
 async fn revoke(State(p): State<Arc<Provider>>, Path(name): Path<String>) -> Answer<Appliance> {
