@@ -66,11 +66,11 @@ pub fn run(
     out.flush()
 }
 
-/// What this appliance serves, for its hello (no BMC control in `serve` yet).
+/// What this appliance serves, for its hello (BMCs over IPMI only: no Redfish in `serve` yet).
 fn capabilities(config: &Config) -> Capabilities {
     let dhcp = match config.mode {
         Mode::Full => Capabilities::DHCP_SERVER,
         Mode::Proxy => Capabilities::PROXY_DHCP,
     };
-    Capabilities(dhcp | Capabilities::TFTP | Capabilities::HTTP_BOOT)
+    Capabilities(dhcp | Capabilities::TFTP | Capabilities::HTTP_BOOT | Capabilities::IPMI)
 }

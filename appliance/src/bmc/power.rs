@@ -165,6 +165,15 @@ impl<'a> PowerManager<'a> {
         }
     }
 
+    /// Forgets a pending one-off action and boot override: their requester gave up on them
+    /// (e.g. reported them failed), so a retry after the backoff must not run them later.
+    pub fn withdraw(&mut self, bmc: BmcId) {
+        if let Some(s) = self.slot_mut(bmc) {
+            s.action = None;
+            s.pxe = None;
+        }
+    }
+
     /// Re-reads the power state at the next opportunity instead of at the status interval.
     pub fn refresh(&mut self, bmc: BmcId, now: u64) {
         if let Some(s) = self.slot_mut(bmc) {
@@ -436,6 +445,21 @@ mod tests {
         pm.request(id, PowerAction::SoftOff);
         let jobs = run(&mut pm, 10_000, |_| Err(Error::Unsupported));
         assert_eq!(jobs, [(id, Operation::Power(PowerAction::SoftOff))]);
+        let later = pm.poll_at().unwrap();
+        let jobs = run(&mut pm, later, |_| Ok(PowerState::On));
+        assert_eq!(jobs, [(id, Operation::Status)]);
+    }
+
+    #[test]
+    fn withdrawn_action_is_not_retried() {
+        let mut slots = [Slot::default(); 1];
+        let mut pm = PowerManager::new(config(), &mut slots);
+        let id = pm.add(None, 0).unwrap();
+        run(&mut pm, 0, |_| Ok(PowerState::On));
+        pm.request(id, PowerAction::Cycle);
+        let jobs = run(&mut pm, 10_000, |_| Err(Error::Timeout));
+        assert_eq!(jobs, [(id, Operation::Power(PowerAction::Cycle))]);
+        pm.withdraw(id);
         let later = pm.poll_at().unwrap();
         let jobs = run(&mut pm, later, |_| Ok(PowerState::On));
         assert_eq!(jobs, [(id, Operation::Status)]);

@@ -4,6 +4,7 @@
 
 mod dhcp;
 mod http;
+mod power;
 mod tftp;
 mod uplink;
 
@@ -27,9 +28,10 @@ use smoltcp::wire::{EthernetAddress, IpCidr, IpEndpoint};
 
 use dhcp::DhcpPort;
 use http::HttpPort;
+use power::PowerPort;
 use tftp::TftpPort;
 pub use uplink::UplinkSettings;
-use uplink::{Observation, UplinkPort};
+use uplink::{Observation, Tables, UplinkPort};
 
 /// Machines the host simulator remembers (a board picks its own, smaller, number).
 pub const MACHINES: usize = 1024;
@@ -99,7 +101,8 @@ pub struct Runtime<S: AssetStore> {
     store: S,
     link: UdpFrame,
     quiet: bool,
-    uplink: Option<UplinkPort>,
+    /// With the uplink: the power port its commands drive.
+    uplink: Option<(UplinkPort, PowerPort)>,
     observed: Vec<Observation>,
 }
 
@@ -169,9 +172,12 @@ impl<S: AssetStore> Runtime<S> {
         })
     }
 
-    /// Starts the provider uplink if the state dir holds an identity or a token is given.
+    /// Starts the provider uplink, and the power port it drives, if the state dir holds an
+    /// identity or a token is given.
     pub fn open_uplink(&mut self, settings: UplinkSettings, out: &mut dyn Write) -> io::Result<()> {
-        self.uplink = UplinkPort::open(settings, &mut self.sockets, out)?;
+        if let Some(uplink) = UplinkPort::open(settings, &mut self.sockets, out)? {
+            self.uplink = Some((uplink, PowerPort::open(&mut self.sockets)?));
+        }
         Ok(())
     }
 
@@ -204,11 +210,16 @@ impl<S: AssetStore> Runtime<S> {
         let leases = |ip| dhcp.server().leases().by_ip(ip).map(|l| l.mac);
         sent |= self.http.process(&mut cx, &leases)?;
         match &mut self.uplink {
-            Some(uplink) => {
+            Some((uplink, power)) => {
                 let ms = now.total_millis() as u64;
+                power.process(ms, &mut self.sockets, out)?;
                 uplink.report(ms, &mut self.observed, &leases);
                 let (iface, sockets) = (&mut self.iface, &mut self.sockets);
-                uplink.process(ms, iface, sockets, &mut self.inventory, out)?;
+                let mut tables = Tables {
+                    inventory: &mut self.inventory,
+                    power,
+                };
+                uplink.process(ms, iface, sockets, &mut tables, out)?;
                 sent = true;
             }
             None => self.observed.clear(),
@@ -228,7 +239,8 @@ impl<S: AssetStore> Runtime<S> {
                 .map(Duration::from),
             self.tftp.poll_at().map(due),
             self.http.poll_at().map(due),
-            self.uplink.as_ref().and_then(UplinkPort::poll_at).map(due),
+            self.uplink.as_ref().and_then(|(u, _)| u.poll_at()).map(due),
+            self.uplink.as_ref().and_then(|(_, p)| p.poll_at()).map(due),
         ]
         .into_iter()
         .flatten()

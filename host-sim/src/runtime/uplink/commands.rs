@@ -1,5 +1,6 @@
 //! Runs the provider's commands against the appliance's tables. Every command ends in an
-//! [`Outcome`], so nothing stays pending at the provider.
+//! [`Outcome`], so nothing stays pending at the provider: at once, or (power and BMC
+//! commands) when the power port has done them ([`deliver`]).
 //!
 //! Boot targets map onto the DHCP/iPXE boot decision ([`appliance::dhcp::pxe::BootTarget`]):
 //!
@@ -16,15 +17,22 @@
 //! chain runs where the script decides. An agent's `wipe_id` is not passed on (no field for
 //! it in the appliance's target yet).
 
+use std::io::{self, Write};
+
 use appliance::dhcp::pxe::{BootFile, BootTarget};
 use appliance::inventory::{Inventory, MachineKey};
 use appliance::net::{MacAddr, Uuid};
-use uplink::{BootTarget as Wanted, Command, Config, MachineId, Outcome, Url};
+use uplink::{BootTarget as Wanted, Command, Config, MachineId, Outcome, Session, Url};
 
+use super::OUTBOX;
 use crate::runtime::MACHINES;
+use crate::runtime::power::{PowerPort, Report};
 
-/// Why power and BMC commands fail in `serve` for now (the power manager is not joined).
-const NO_POWER: &str = "power control not wired into serve yet";
+/// What commands act on.
+pub struct Tables<'a> {
+    pub inventory: &'a mut Inventory<MACHINES>,
+    pub power: &'a mut PowerPort,
+}
 
 /// What commands change besides the inventory: the provider's run-time configuration.
 #[derive(Default)]
@@ -35,7 +43,15 @@ pub struct Applied {
 }
 
 impl Applied {
-    pub fn run(&mut self, command: Command, inventory: &mut Inventory<MACHINES>) -> Outcome {
+    /// `None`: the command runs on and its outcome comes through [`deliver`].
+    pub fn run(
+        &mut self,
+        id: u64,
+        command: Command,
+        tables: &mut Tables<'_>,
+        now: u64,
+    ) -> Option<Outcome> {
+        let inventory = &mut *tables.inventory;
         let result = match command {
             Command::SetBootTarget { machine, target } => {
                 let key = machine_key(machine);
@@ -53,12 +69,21 @@ impl Applied {
                     (self.agents.iter()).try_for_each(|k| set(inventory, *k, t.clone()))
                 })
             }
-            Command::PowerCommand { .. } | Command::BmcCredentials(_) => Err(NO_POWER),
+            Command::PowerCommand {
+                machine,
+                action,
+                pxe_once,
+            } => {
+                return failed(tables.power.command(id, machine, action, pxe_once));
+            }
+            Command::BmcCredentials(creds) => {
+                return failed(tables.power.credentials(id, creds, now));
+            }
         };
-        match result {
+        Some(match result {
             Ok(()) => Outcome::Done,
-            Err(why) => Outcome::Failed(why.try_into().unwrap_or_default()),
-        }
+            Err(why) => outcome(why),
+        })
     }
 
     fn boot_target(&self, target: &Wanted) -> Result<BootTarget, &'static str> {
@@ -73,6 +98,42 @@ impl Applied {
             Wanted::Script(url) | Wanted::Url(url) => script(url),
         }
     }
+}
+
+/// Hands the power port's reports to the session: events, then the results they explain.
+pub fn deliver(
+    power: &mut PowerPort,
+    session: Option<&mut Session<OUTBOX>>,
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    let Some(session) = session else {
+        // No session yet: nothing was asked, so only states, which the next read repeats.
+        drop(power.reports());
+        return Ok(());
+    };
+    for report in power.reports() {
+        match report {
+            Report::Power(state) => {
+                // Full: the oldest waiting state of this machine was replaced.
+                let _ = session.report(uplink::Event::PowerState(state));
+            }
+            Report::Result { id, what, outcome } => {
+                writeln!(out, "uplink command id={id} {what} -> {outcome:?}")?;
+                // Only a command this session handed out reaches the power port.
+                let _ = session.complete(id, outcome);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A command that failed at once, or `None` while it runs on.
+fn failed(result: Result<(), &'static str>) -> Option<Outcome> {
+    result.err().map(outcome)
+}
+
+fn outcome(why: &str) -> Outcome {
+    Outcome::Failed(why.try_into().unwrap_or_default())
 }
 
 fn script(url: &Url) -> Result<BootTarget, &'static str> {

@@ -1,0 +1,350 @@
+//! The power port: the appliance's [`PowerManager`] in `serve`, driven by the provider's
+//! commands, with an IPMI client per BMC over one smoltcp UDP socket (the appliance's own
+//! stack, so the BMC traffic leaves through the TAP like a board's).
+//!
+//! `BmcCredentials` adds (or updates) the machine's BMC; it is answered once an operation
+//! with them succeeds (the first status read), so a wrong password is a failed command and
+//! the provider hears the power state before the result. `PowerCommand` becomes a desired
+//! state (`On` with `pxe_once`: the override first) or a one-off action, answered when the
+//! manager has done it or failed (`goal`). Every change the manager sees becomes a
+//! `PowerState` event. Credentials live in memory only and are never logged; after a restart
+//! the provider must send them again. Redfish is refused for now: its TLS over smoltcp is
+//! not written yet.
+
+mod goal;
+
+use std::io::{self, Write};
+use std::net::SocketAddrV4;
+
+use appliance::bmc::ipmi::{Client, Config as IpmiConfig};
+use appliance::bmc::power::{BmcId, Config, Event, PowerManager, Slot};
+use appliance::bmc::{BootMode, Credentials, Error, Operation, PowerAction, PowerState, PxeBoot};
+use getrandom::SysRng;
+use rand_core::UnwrapErr;
+use smoltcp::iface::{SocketHandle, SocketSet};
+use smoltcp::socket::udp;
+use uplink::{BmcCredentials, BmcEndpoint, MachineId, Outcome, Power};
+
+use super::ipv4_endpoint;
+use goal::{Goal, Waiters, Waiting};
+
+/// BMCs the appliance drives (a board's table is as fixed).
+pub const BMCS: usize = 64;
+/// Datagrams the BMC socket buffers each way (one in flight per BMC, plus retransmissions).
+const SOCKET_PACKETS: usize = 2 * BMCS;
+/// An IPMI datagram: RMCP+ with the largest answer the client reads (cipher suite lists).
+const DATAGRAM: usize = 512;
+const FIRST_LOCAL_PORT: u16 = 40_000;
+
+/// What the port tells the provider, in order: a state before the result it completes.
+#[derive(Debug)]
+pub enum Report {
+    Power(uplink::PowerState),
+    Result {
+        id: u64,
+        what: &'static str,
+        outcome: Outcome,
+    },
+}
+
+/// One BMC and the machine it powers.
+struct Bmc {
+    machine: MachineId,
+    addr: SocketAddrV4,
+    client: Client,
+    /// Credentials or address sent while an operation was in flight: used from the next one.
+    replacement: Option<(SocketAddrV4, Client)>,
+    job: Option<Operation>,
+    waiters: Waiters,
+}
+
+pub struct PowerPort {
+    manager: PowerManager<'static>,
+    socket: SocketHandle,
+    /// Indexed by the manager's [`BmcId`].
+    bmcs: Vec<Bmc>,
+    reports: Vec<Report>,
+    /// The OS's random numbers (IPMI session ids, RAKP randoms, IVs); failing is fatal.
+    rng: UnwrapErr<SysRng>,
+}
+
+impl PowerPort {
+    pub fn open(sockets: &mut SocketSet<'static>) -> io::Result<PowerPort> {
+        // The manager borrows its table for the port's whole life, as a board's static one.
+        let slots: &'static mut [Slot] = Box::leak(vec![Slot::default(); BMCS].into_boxed_slice());
+        let buffer = || {
+            udp::PacketBuffer::new(
+                vec![udp::PacketMetadata::EMPTY; SOCKET_PACKETS],
+                vec![0u8; SOCKET_PACKETS * DATAGRAM],
+            )
+        };
+        let mut socket = udp::Socket::new(buffer(), buffer());
+        socket
+            .bind(local_port())
+            .map_err(|e| io::Error::other(format!("BMC socket: {e}")))?;
+        Ok(PowerPort {
+            manager: PowerManager::new(Config::default(), slots),
+            socket: sockets.add(socket),
+            bmcs: Vec::new(),
+            reports: Vec::new(),
+            rng: UnwrapErr(SysRng),
+        })
+    }
+
+    /// Takes the machine's BMC; `Err` is the command's failure, `Ok` means it is answered
+    /// later through [`PowerPort::reports`].
+    pub fn credentials(
+        &mut self,
+        id: u64,
+        creds: BmcCredentials,
+        now: u64,
+    ) -> Result<(), &'static str> {
+        let BmcEndpoint::Ipmi { ip, port } = creds.endpoint else {
+            return Err("Redfish BMCs not yet supported in serve (Redfish over TLS on smoltcp)");
+        };
+        let addr = SocketAddrV4::new(ip.0.into(), port);
+        let credentials = Credentials {
+            user: creds
+                .user
+                .as_str()
+                .try_into()
+                .map_err(|_| "BMC user too long")?,
+            password: (creds.password.0.as_str().try_into())
+                .map_err(|_| "BMC password too long")?,
+        };
+        if self
+            .bmcs
+            .iter()
+            .any(|b| b.addr == addr && b.machine != creds.machine)
+        {
+            return Err("this BMC address belongs to another machine");
+        }
+        let client = Client::new(IpmiConfig::default(), credentials);
+        let bmc = match self.find(creds.machine) {
+            Some(bmc) => {
+                let b = &mut self.bmcs[bmc];
+                match b.job {
+                    Some(_) => b.replacement = Some((addr, client)),
+                    None => (b.addr, b.client) = (addr, client),
+                }
+                self.manager.refresh(bmc, now);
+                bmc
+            }
+            None => {
+                let mac = match creds.machine {
+                    MachineId::Mac(m) => Some(appliance::net::MacAddr(m.0)),
+                    MachineId::Uuid(_) => None,
+                };
+                let bmc = (self.manager.add(mac, now)).map_err(|_| "BMC table full (64 BMCs)")?;
+                self.bmcs.push(Bmc {
+                    machine: creds.machine,
+                    addr,
+                    client,
+                    replacement: None,
+                    job: None,
+                    waiters: Waiters::default(),
+                });
+                bmc
+            }
+        };
+        let old = self.bmcs[bmc].waiters.credentials(id);
+        self.superseded(old);
+        Ok(())
+    }
+
+    /// Hands a power command to the manager; `Err` and `Ok` as for credentials.
+    pub fn command(
+        &mut self,
+        id: u64,
+        machine: MachineId,
+        action: uplink::PowerAction,
+        pxe_once: Option<uplink::BootMode>,
+    ) -> Result<(), &'static str> {
+        let bmc = self
+            .find(machine)
+            .ok_or("no BMC credentials for this machine")?;
+        let pxe = pxe_once.map(|mode| PxeBoot {
+            persistent: false,
+            mode: match mode {
+                uplink::BootMode::Efi => BootMode::Efi,
+                uplink::BootMode::Legacy => BootMode::Legacy,
+            },
+        });
+        let goal = match action {
+            uplink::PowerAction::On => Goal::State {
+                state: PowerState::On,
+                pxe: pxe.is_some(),
+            },
+            uplink::PowerAction::Off => Goal::State {
+                state: PowerState::Off,
+                pxe: false,
+            },
+            uplink::PowerAction::SoftOff => one_off(PowerAction::SoftOff, pxe),
+            uplink::PowerAction::Cycle => one_off(PowerAction::Cycle, pxe),
+            uplink::PowerAction::Reset => one_off(PowerAction::HardReset, pxe),
+        };
+        let old = self.bmcs[bmc].waiters.power(id, goal);
+        if let Some((_, true)) = old {
+            self.manager.withdraw(bmc);
+        }
+        match (goal, pxe) {
+            (Goal::State { state, .. }, _) => self.manager.set_desired(bmc, state, pxe),
+            // The override first: the action is requested once it is set (`goal`).
+            (Goal::Action { .. }, Some(pxe)) => self.manager.set_boot(bmc, pxe),
+            (Goal::Action { action, .. }, None) => self.manager.request(bmc, action),
+        }
+        self.superseded(old.map(|(w, _)| w));
+        Ok(())
+    }
+
+    /// Reports for the provider, oldest first.
+    pub fn reports(&mut self) -> std::vec::Drain<'_, Report> {
+        self.reports.drain(..)
+    }
+
+    /// When `process` must run again without traffic (milliseconds, smoltcp time).
+    pub fn poll_at(&self) -> Option<u64> {
+        let clients = self.bmcs.iter().filter_map(|b| b.client.poll_at());
+        clients.chain(self.manager.poll_at()).min()
+    }
+
+    /// Moves datagrams, starts due operations and takes finished ones.
+    pub fn process(
+        &mut self,
+        now: u64,
+        sockets: &mut SocketSet<'static>,
+        out: &mut dyn Write,
+    ) -> io::Result<()> {
+        let socket = sockets.get_mut::<udp::Socket>(self.socket);
+        while let Ok((datagram, meta)) = socket.recv() {
+            let from = ipv4_endpoint(meta.endpoint);
+            if let Some(b) = self.bmcs.iter_mut().find(|b| Some(b.addr) == from) {
+                b.client.receive(now, datagram);
+            }
+        }
+        self.transmit(now, socket);
+        self.finish(now, out)?;
+        while let Some((bmc, op)) = self.manager.poll_job(now) {
+            let Some(b) = self.bmcs.get_mut(bmc) else {
+                continue;
+            };
+            if let Some((addr, client)) = b.replacement.take() {
+                (b.addr, b.client) = (addr, client);
+            }
+            match b.client.start(op, now) {
+                Ok(()) => b.job = Some(op),
+                Err(error) => self.complete(bmc, op, Err(error), now, out)?,
+            }
+        }
+        self.transmit(now, sockets.get_mut::<udp::Socket>(self.socket));
+        Ok(())
+    }
+
+    /// Sends what each client has due (requests, retransmissions); a client out of tries
+    /// ends its operation with a timeout, which `finish` takes next.
+    fn transmit(&mut self, now: u64, socket: &mut udp::Socket) {
+        let mut buf = [0u8; DATAGRAM];
+        for b in &mut self.bmcs {
+            while let Some(n) = b.client.poll_transmit(now, &mut self.rng, &mut buf) {
+                // A full buffer loses the datagram; the client's retransmission covers it.
+                let _ = socket.send_slice(&buf[..n.min(DATAGRAM)], b.addr);
+            }
+        }
+    }
+
+    fn finish(&mut self, now: u64, out: &mut dyn Write) -> io::Result<()> {
+        for bmc in 0..self.bmcs.len() {
+            let b = &mut self.bmcs[bmc];
+            if let Some(op) = b.job
+                && let Some(result) = b.client.poll_result()
+            {
+                b.job = None;
+                self.complete(bmc, op, result, now, out)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records a finished operation with the manager and answers the commands it settles.
+    fn complete(
+        &mut self,
+        bmc: BmcId,
+        op: Operation,
+        result: Result<PowerState, Error>,
+        now: u64,
+        out: &mut dyn Write,
+    ) -> io::Result<()> {
+        let event = self.manager.complete(bmc, result, now);
+        let b = &mut self.bmcs[bmc];
+        let addr = b.addr;
+        if let Some(Event::PowerChanged { state, .. }) = event {
+            let state = match state {
+                PowerState::On => Power::On,
+                PowerState::Off => Power::Off,
+            };
+            self.reports.push(Report::Power(uplink::PowerState {
+                machine: b.machine,
+                state,
+                at: now / 1000,
+            }));
+        }
+        match result {
+            Ok(state) => {
+                if op != Operation::Status || event.is_some() {
+                    writeln!(out, "power bmc={addr} {op:?} -> {state:?}")?;
+                }
+                let progress = b.waiters.succeeded(op, state);
+                if let Some(action) = progress.request {
+                    self.manager.request(bmc, action);
+                }
+                for (id, what) in progress.done {
+                    self.answer(id, what, Outcome::Done);
+                }
+            }
+            Err(error) => {
+                writeln!(out, "power bmc={addr} {op:?} -> failed: {error}")?;
+                let (failed, one_off) = b.waiters.failed();
+                if one_off {
+                    self.manager.withdraw(bmc);
+                }
+                let text = error.to_string();
+                for (id, what) in failed {
+                    let why = text.as_str().try_into().unwrap_or_default();
+                    self.answer(id, what, Outcome::Failed(why));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn superseded(&mut self, old: Option<Waiting>) {
+        if let Some((id, what)) = old {
+            let why = "superseded by a newer command"
+                .try_into()
+                .unwrap_or_default();
+            self.answer(id, what, Outcome::Failed(why));
+        }
+    }
+
+    fn answer(&mut self, id: u64, what: &'static str, outcome: Outcome) {
+        self.reports.push(Report::Result { id, what, outcome });
+    }
+
+    fn find(&self, machine: MachineId) -> Option<BmcId> {
+        self.bmcs.iter().position(|b| b.machine == machine)
+    }
+}
+
+fn one_off(action: PowerAction, pxe: Option<PxeBoot>) -> Goal {
+    Goal::Action {
+        action,
+        pxe: pxe.is_some(),
+    }
+}
+
+/// A random local port, so a restarted appliance does not meet answers meant for the last.
+fn local_port() -> u16 {
+    let mut r = [0u8; 2];
+    let offset = getrandom::fill(&mut r).map_or(0, |()| u16::from_le_bytes(r) % 8192);
+    FIRST_LOCAL_PORT + offset
+}
