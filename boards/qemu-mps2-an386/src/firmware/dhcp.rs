@@ -9,9 +9,8 @@
 use core::net::{Ipv4Addr, SocketAddrV4};
 
 use appliance::dhcp::wire::{CLIENT_PORT, SERVER_PORT};
-use appliance::dhcp::{Config, Datagram, Destination, LeaseTable, Mode, Server, Slot, Subnet};
+use appliance::dhcp::{Config, Datagram, Destination, LeaseTable, Server, Slot};
 use appliance::inventory::Inventory;
-use appliance::net::Ipv4Net;
 use defmt::Display2Format;
 use embassy_net::udp::{PacketMetadata, UdpSocket};
 use embassy_net::{IpAddress, IpEndpoint, Stack};
@@ -22,29 +21,7 @@ use static_cell::StaticCell;
 const LEASES: usize = 64;
 /// Machines the inventory remembers.
 const MACHINES: usize = 32;
-/// The address pool on the board's own /24.
-const POOL: (u8, u8) = (100, 199);
-
 static SLOTS: StaticCell<[Slot; 2 * LEASES]> = StaticCell::new();
-
-/// The server's configuration: the full server for `net`, addresses from [`POOL`].
-fn config(net: Ipv4Net) -> Config {
-    let [a, b, c, _] = net.network().octets();
-    let mut config = Config::new(Mode::Full, net.addr);
-    let subnet = Subnet {
-        net,
-        pool_first: Ipv4Addr::new(a, b, c, POOL.0),
-        pool_last: Ipv4Addr::new(a, b, c, POOL.1),
-        router: None,
-    };
-    if config.subnets.push(subnet).is_err() {
-        defmt::panic!("dhcp: no room for the local subnet");
-    }
-    if let Err(e) = config.validate() {
-        defmt::panic!("dhcp config: {}", Display2Format(&e));
-    }
-    config
-}
 
 /// Lease times in seconds since boot. The leases live in RAM only (no journal until the
 /// board has a flash region), so a clock that restarts with them is consistent. Test-only
@@ -53,10 +30,10 @@ fn now_secs() -> u64 {
     Instant::now().as_secs()
 }
 
-/// Serves DHCP on `stack` for ever; `net` is the board's own address and prefix.
-pub async fn serve(stack: Stack<'static>, net: Ipv4Net) -> ! {
+/// Serves DHCP on `stack` for ever with `config` (from the board's config, validated).
+pub async fn serve(stack: Stack<'static>, config: Config) -> ! {
     let slots = SLOTS.init([Slot::EMPTY; 2 * LEASES]);
-    let mut server = Server::new(config(net), LeaseTable::new(slots));
+    let mut server = Server::new(config, LeaseTable::new(slots));
     let mut inventory = Inventory::<MACHINES>::default();
 
     let mut rx_meta = [PacketMetadata::EMPTY; 8];
