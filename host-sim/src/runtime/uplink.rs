@@ -172,7 +172,7 @@ impl UplinkPort {
         tables: &mut Tables<'_>,
         out: &mut dyn Write,
     ) -> io::Result<()> {
-        commands::deliver(tables.power, self.session.as_deref_mut(), out)?;
+        self.deliver(tables.power, out)?;
         let socket = sockets.get_mut::<tcp::Socket>(self.socket);
         if let Err(e) = self.save_outbox(out) {
             if self.conn.is_some() {

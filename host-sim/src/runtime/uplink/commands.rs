@@ -22,9 +22,9 @@ use std::io::{self, Write};
 use appliance::dhcp::pxe::{BootFile, BootTarget};
 use appliance::inventory::{Inventory, MachineKey};
 use appliance::net::{MacAddr, Uuid};
-use uplink::{BootTarget as Wanted, Command, Config, MachineId, Outcome, Session, Url};
+use uplink::{BootTarget as Wanted, Command, Config, MachineId, Outcome, Url};
 
-use super::OUTBOX;
+use super::UplinkPort;
 use crate::runtime::MACHINES;
 use crate::runtime::power::{PowerPort, Report};
 
@@ -100,31 +100,25 @@ impl Applied {
     }
 }
 
-/// Hands the power port's reports to the session: events, then the results they explain.
-pub fn deliver(
-    power: &mut PowerPort,
-    session: Option<&mut Session<OUTBOX>>,
-    out: &mut dyn Write,
-) -> io::Result<()> {
-    let Some(session) = session else {
-        // No session yet: nothing was asked, so only states, which the next read repeats.
-        drop(power.reports());
-        return Ok(());
-    };
-    for report in power.reports() {
-        match report {
-            Report::Power(state) => {
-                // Full: the oldest waiting state of this machine was replaced.
-                let _ = session.report(uplink::Event::PowerState(state));
-            }
-            Report::Result { id, what, outcome } => {
-                writeln!(out, "uplink command id={id} {what} -> {outcome:?}")?;
-                // Only a command this session handed out reaches the power port.
-                let _ = session.complete(id, outcome);
+impl UplinkPort {
+    /// Hands the power port's reports to the session, in order: a state before the result
+    /// it explains. Queued like every event, so they are stored and logged with their number.
+    pub(super) fn deliver(&mut self, power: &mut PowerPort, out: &mut dyn Write) -> io::Result<()> {
+        for report in power.reports() {
+            match report {
+                Report::Power(state) => self.queue(uplink::Event::PowerState(state)),
+                Report::Result { id, what, outcome } => {
+                    writeln!(out, "uplink command id={id} {what} -> {outcome:?}")?;
+                    // Only a command this session handed out reaches the power port.
+                    if let Some(Ok(seq)) = self.session.as_mut().map(|s| s.complete(id, outcome)) {
+                        self.queued
+                            .push(format!("uplink event seq={seq} CommandResult"));
+                    }
+                }
             }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// A command that failed at once, or `None` while it runs on.
