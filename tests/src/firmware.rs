@@ -3,6 +3,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 use defmt_decoder::{DecodeError, Table};
@@ -21,6 +22,11 @@ pub fn elf() -> Option<PathBuf> {
     p.is_file().then_some(p)
 }
 
+/// The `images` binary (`$IMAGES_BIN`, else the debug build: `cargo build -p images`).
+pub fn images() -> PathBuf {
+    crate::built_binary("images", "IMAGES_BIN")
+}
+
 /// A running board: QEMU (killed on drop) and its log.
 pub struct Board {
     pub child: Child,
@@ -33,15 +39,10 @@ pub struct Board {
 }
 
 impl Board {
-    /// Boots `elf` with its NIC on `tap` (created here in the rack bridge).
+    /// Boots `elf` (no config region: its compiled-in config) with its NIC on `tap`
+    /// (created here in the rack bridge).
     pub fn boot(rack: &Rack, wd: &Workdir, elf: &Path, tap: &str) -> Board {
         require_tool("qemu-system-arm", "qemu-system-arm");
-        let bytes = fs::read(elf).unwrap_or_else(|e| panic!("read {}: {e}", elf.display()));
-        let table = Table::parse(&bytes)
-            .unwrap_or_else(|e| panic!("defmt table of {}: {e}", elf.display()))
-            .unwrap_or_else(|| panic!("{} has no defmt data", elf.display()));
-        rack.add_tap(tap);
-        let raw = wd.file("firmware-qemu.log");
         let mut cmd = rack.ns().command("qemu-system-arm");
         // With target=native, the firmware's writes to stdout are QEMU's own stdout.
         cmd.args(["-machine", "mps2-an386", "-nographic"])
@@ -52,7 +53,28 @@ impl Board {
             .arg(format!(
                 "tap,ifname={tap},script=no,downscript=no,model=lan9118,mac={FIRMWARE_MAC}"
             ));
-        let child = Child::spawn("firmware", &mut cmd, &raw);
+        Board::start(rack, wd, elf, tap, &mut cmd)
+    }
+
+    /// Boots the image in `dir` (made by `images build`) with `images run-qemu`, which
+    /// becomes QEMU with the image's config region loaded.
+    pub fn boot_image(rack: &Rack, wd: &Workdir, dir: &Path, tap: &str) -> Board {
+        require_tool("qemu-system-arm", "qemu-system-arm");
+        let bin = images();
+        let mut cmd = rack.ns().command(bin.to_str().expect("utf-8 path"));
+        cmd.arg("run-qemu").arg(dir).args(["--tap", tap]);
+        Board::start(rack, wd, &dir.join("firmware.elf"), tap, &mut cmd)
+    }
+
+    /// Adds `tap` to the rack and starts `cmd` (QEMU, or what becomes QEMU) on it.
+    fn start(rack: &Rack, wd: &Workdir, elf: &Path, tap: &str, cmd: &mut Command) -> Board {
+        let bytes = fs::read(elf).unwrap_or_else(|e| panic!("read {}: {e}", elf.display()));
+        let table = Table::parse(&bytes)
+            .unwrap_or_else(|e| panic!("defmt table of {}: {e}", elf.display()))
+            .unwrap_or_else(|| panic!("{} has no defmt data", elf.display()));
+        rack.add_tap(tap);
+        let raw = wd.file("firmware-qemu.log");
+        let child = Child::spawn("firmware", cmd, &raw);
         Board {
             child,
             table,

@@ -30,6 +30,12 @@ fn dhclient_lease_and_tftp_from_the_firmware() {
     let wd = Workdir::new("fw-dhcp");
     let rack = Rack::new("fw-dhcp");
     let mut board = Board::boot(&rack, &wd, &elf, "fw0");
+    // Plain -kernel, no config region loaded: the compiled-in config.
+    board
+        .wait_line("the config line", BOOT, |l| {
+            l.contains("config: none in region, compiled-in defaults")
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
     let up = board
         .wait_line("the firmware's start line", BOOT, |l| {
             l.contains("qemu-mps2-an386 up")
