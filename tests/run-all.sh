@@ -22,6 +22,10 @@ cargo build -p qemu-mps2-an386 --release --target thumbv7em-none-eabihf
 echo "flash = text + data, static RAM = data + bss:"
 "$llvm_size" target/thumbv7em-none-eabihf/release/qemu-mps2-an386
 
+step "flashable image of the QEMU board (images build; the e2e tests run this binary)"
+cargo run -q -p images -- build --board qemu-mps2-an386 --ip 10.77.0.1/24 \
+    --dhcp-pool 10.77.0.100-10.77.0.199 -o target/images/qemu-mps2-an386
+
 step "host simulator"
 cargo build -p host-sim -p provider
 cargo run -q -p host-sim -- rack --machines 48 --seed 1
