@@ -18,6 +18,8 @@ const API: &str = "127.0.0.1:8790";
 /// A running `provider serve`, restartable on the same state dir.
 pub struct Provider {
     pub ns: Netns,
+    /// The address in its tokens (`--server-name`), so appliances dial it there.
+    dial_ip: String,
     state: PathBuf,
     log: PathBuf,
     child: Option<Child>,
@@ -25,9 +27,16 @@ pub struct Provider {
 
 impl Provider {
     pub fn start(rack: &Rack, wd: &Workdir) -> Provider {
+        Provider::start_dialed_at(rack, wd, PROVIDER_IP)
+    }
+
+    /// Like [`Provider::start`], with tokens that send appliances to `dial_ip` (on the same
+    /// port) instead: where a test puts something between them.
+    pub fn start_dialed_at(rack: &Rack, wd: &Workdir, dial_ip: &str) -> Provider {
         let ns = rack.host("prov", None, &[&format!("{PROVIDER_IP}/24")]);
         let mut p = Provider {
             ns,
+            dial_ip: dial_ip.to_owned(),
             state: wd.dir("provider"),
             log: wd.file("provider.log"),
             child: None,
@@ -43,7 +52,10 @@ impl Provider {
         let mut cmd = self.ns.command(bin.to_str().expect("utf-8 path"));
         cmd.args(["--api", API, "serve", "--state-dir"])
             .arg(&self.state)
-            .args(["--listen", &listen, "--server-name", PROVIDER_IP]);
+            .args(["--listen", &listen, "--server-name", &self.dial_ip]);
+        if self.dial_ip != PROVIDER_IP {
+            cmd.args(["--server-name", PROVIDER_IP]);
+        }
         let from = crate::LogFile::new(&self.log).mark();
         let mut child = Child::spawn("provider", &mut cmd, &self.log);
         let lf = child.log().clone();
@@ -88,7 +100,12 @@ impl Provider {
 
     /// A new enrollment token's text.
     pub fn token(&self) -> String {
-        let out = self.cli(&["token", "create"]);
+        self.token_with(&[])
+    }
+
+    /// A new token with more `token create` flags (`--expires 1s`).
+    pub fn token_with(&self, flags: &[&str]) -> String {
+        let out = self.cli(&[&["token", "create"], flags].concat());
         out.lines()
             .map(str::trim)
             .find(|l| l.starts_with("rack1:"))
@@ -98,6 +115,13 @@ impl Provider {
 
     /// Whether `provider machines --json` lists `mac` as a machine of appliance `appliance`.
     pub fn has_machine(&self, appliance: &str, mac: &str) -> bool {
+        self.machine_json(mac)
+            .is_some_and(|m| m.contains(&format!("\"appliance\":{appliance}")))
+    }
+
+    /// The machine with `mac` in `provider machines --json`, as its JSON text without
+    /// whitespace (from after its `"key":`), e.g. to look for `"observed_power":"on"`.
+    pub fn machine_json(&self, mac: &str) -> Option<String> {
         let json: String = self
             .cli(&["machines", "--json"])
             .chars()
@@ -109,10 +133,28 @@ impl Provider {
             .map(|h| u8::from_str_radix(h, 16).map_or_else(|_| h.into(), |b| b.to_string()))
             .collect();
         let as_array = format!("[{}]", bytes.join(","));
-        json.split("{\"key\":").any(|m| {
-            (m.to_ascii_lowercase().contains(&mac.to_ascii_lowercase()) || m.contains(&as_array))
-                && m.contains(&format!("\"appliance\":{appliance}"))
-        })
+        json.split("{\"key\":")
+            .find(|m| {
+                m.to_ascii_lowercase().contains(&mac.to_ascii_lowercase()) || m.contains(&as_array)
+            })
+            .map(str::to_owned)
+    }
+
+    /// A number in the first appliance's `provider appliances --json` entry
+    /// (`applied_events`, `last_applied_seq`, `outstanding_commands`, ...).
+    pub fn appliance_count(&self, key: &str) -> u64 {
+        let json = self.cli(&["appliances", "--json"]);
+        let pat = format!("\"{key}\":");
+        json.split_once(&pat)
+            .and_then(|(_, rest)| {
+                let digits: String = rest
+                    .trim_start()
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                digits.parse().ok()
+            })
+            .unwrap_or_else(|| panic!("no number {key} in:\n{json}"))
     }
 }
 
