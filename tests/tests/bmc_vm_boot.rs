@@ -5,7 +5,6 @@
 //! The VM's disk-less `-boot c` would never reach the network: the override is what boots it.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::time::Duration;
 
@@ -22,49 +21,6 @@ const UUID: &str = "33333333-4444-4555-8666-0000b3c00001";
 const PORT: u16 = 16450;
 /// Power-on to the marker (TCG on two shared cores).
 const BOOT_TIMEOUT: Duration = Duration::from_secs(240);
-
-/// ipmi_sim's chassis control: `DIR/chassis.sh <dev> get|set PARAM [VALUE]...`. Power 1 starts
-/// the VM from `qemu.args` (one argument per line; `BOOTDEV` becomes `n` after a PXE
-/// override, else `c`), and a one-time override is consumed by that power-on, as firmware
-/// does; power 0 kills it.
-const CHASSIS: &str = r#"#!/bin/bash
-D=$(dirname "$0"); shift; op=$1; shift
-running() { [ -f "$D/qemu.pid" ] && kill -0 "$(cat "$D/qemu.pid")" 2>/dev/null; }
-start_vm() {
-  boot=$(cat "$D/boot" 2>/dev/null || echo default)
-  mapfile -t args < "$D/qemu.args"
-  for i in "${!args[@]}"; do
-    [ "${args[$i]}" = BOOTDEV ] && { [ "$boot" = pxe ] && args[$i]=n || args[$i]=c; }
-  done
-  echo "power on boot=$boot" >> "$D/events.log"
-  "${args[@]}" -pidfile "$D/qemu.pid" -daemonize >> "$D/qemu.log" 2>&1
-  [ "$boot" = pxe ] && echo default > "$D/boot"
-}
-stop_vm() { running && kill "$(cat "$D/qemu.pid")"; rm -f "$D/qemu.pid"; echo "power off" >> "$D/events.log"; }
-case $op in
-get) for p in "$@"; do case $p in
-       power) running && echo "power:1" || echo "power:0";;
-       boot) echo "boot:$(cat "$D/boot" 2>/dev/null || echo default)";;
-       *) exit 1;; esac; done;;
-set) while [ $# -ge 2 ]; do case $1 in
-       power) if [ "$2" = 1 ]; then running || start_vm; else stop_vm; fi;;
-       reset) stop_vm; start_vm;;
-       boot) echo "$2" > "$D/boot"; echo "boot=$2" >> "$D/events.log";;
-       *) exit 1;; esac; shift 2; done;;
-*) exit 1;;
-esac
-"#;
-
-/// Kills the daemonized VM, whatever the test's outcome.
-struct VmPid(std::path::PathBuf);
-
-impl Drop for VmPid {
-    fn drop(&mut self) {
-        if let Ok(pid) = fs::read_to_string(&self.0) {
-            let _ = Command::new("kill").arg(pid.trim()).status();
-        }
-    }
-}
 
 fn bmc(sim: &IpmiSim, command: &str) -> Output {
     let mut cmd = Command::new(host_sim());
@@ -112,26 +68,11 @@ fn pxe_once_and_power_on_boots_the_vm_from_the_appliance() {
     );
     let mut srv = BootServer::start(&rack, &wd, DhcpMode::Full, &[], &[]);
 
-    // The VM's command line, with the boot device left to the chassis script.
+    // The VM, started by the chassis script with the boot device it chooses.
     rack.add_tap("vm0");
     let qemu = Vm::command(&rack, &wd, "vm", "vm0", Firmware::BiosIpxe, MAC, UUID);
-    let mut args: Vec<String> = std::iter::once(qemu.get_program())
-        .chain(qemu.get_args())
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
-    let boot = args
-        .iter()
-        .position(|a| a == "-boot")
-        .expect("-boot in the VM's arguments");
-    args[boot + 1] = "BOOTDEV".into();
-    args.push("-no-reboot".into());
     let chassis = wd.dir("chassis");
-    fs::write(chassis.join("qemu.args"), args.join("\n") + "\n").expect("qemu.args");
-    let script = chassis.join("chassis.sh");
-    fs::write(&script, CHASSIS).expect("chassis.sh");
-    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod");
-    let _kill = VmPid(chassis.join("qemu.pid"));
-    let control = format!("{} 0x20", script.display());
+    let (control, _vm) = ipmi_sim::vm_chassis(&chassis, &qemu);
     let sim = IpmiSim::start_with(wd.path(), PORT, Some(&control));
 
     assert_eq!(bmc_ok(&sim, "status"), "off");

@@ -4,10 +4,12 @@
 //!
 //! `BmcCredentials` adds (or updates) the machine's BMC; it is answered once an operation
 //! with them succeeds (the first status read), so a wrong password is a failed command and
-//! the provider hears the power state before the result. `PowerCommand` becomes a desired
-//! state (`On` with `pxe_once`: the override first) or a one-off action, answered when the
-//! manager has done it or failed (`goal`). Every change the manager sees becomes a
-//! `PowerState` event. Credentials live in memory only and are never logged; after a restart
+//! the provider hears the power state before the result. `PowerCommand` becomes a one-off
+//! action (with `pxe_once` the override first), answered when the manager has done it or
+//! failed (`goal` says why one-offs, not a desired state). The manager reads each BMC's
+//! state every 30 s and every change becomes a `PowerState` event.
+//! A machine goes by its MAC and, once known, its UUID (the provider switches to the UUID):
+//! commands find the BMC by either. Credentials live in memory only and are never logged; after a restart
 //! the provider must send them again. Redfish is refused for now: its TLS over smoltcp is
 //! not written yet.
 
@@ -36,6 +38,10 @@ const SOCKET_PACKETS: usize = 2 * BMCS;
 const DATAGRAM: usize = 512;
 const FIRST_LOCAL_PORT: u16 = 40_000;
 
+/// The ids one machine goes by: its MAC and its UUID (the same id twice while only one is
+/// known).
+pub type Aliases = [MachineId; 2];
+
 /// What the port tells the provider, in order: a state before the result it completes.
 #[derive(Debug)]
 pub enum Report {
@@ -49,6 +55,7 @@ pub enum Report {
 
 /// One BMC and the machine it powers.
 struct Bmc {
+    /// The id the provider last named the machine by, for its events.
     machine: MachineId,
     addr: SocketAddrV4,
     client: Client,
@@ -97,6 +104,7 @@ impl PowerPort {
         &mut self,
         id: u64,
         creds: BmcCredentials,
+        aliases: Aliases,
         now: u64,
     ) -> Result<(), &'static str> {
         let BmcEndpoint::Ipmi { ip, port } = creds.endpoint else {
@@ -115,14 +123,15 @@ impl PowerPort {
         if self
             .bmcs
             .iter()
-            .any(|b| b.addr == addr && b.machine != creds.machine)
+            .any(|b| b.addr == addr && !aliases.contains(&b.machine))
         {
             return Err("this BMC address belongs to another machine");
         }
         let client = Client::new(IpmiConfig::default(), credentials);
-        let bmc = match self.find(creds.machine) {
+        let bmc = match self.find(aliases) {
             Some(bmc) => {
                 let b = &mut self.bmcs[bmc];
+                b.machine = creds.machine;
                 match b.job {
                     Some(_) => b.replacement = Some((addr, client)),
                     None => (b.addr, b.client) = (addr, client),
@@ -131,10 +140,10 @@ impl PowerPort {
                 bmc
             }
             None => {
-                let mac = match creds.machine {
+                let mac = aliases.iter().find_map(|a| match a {
                     MachineId::Mac(m) => Some(appliance::net::MacAddr(m.0)),
                     MachineId::Uuid(_) => None,
-                };
+                });
                 let bmc = (self.manager.add(mac, now)).map_err(|_| "BMC table full (64 BMCs)")?;
                 self.bmcs.push(Bmc {
                     machine: creds.machine,
@@ -157,12 +166,19 @@ impl PowerPort {
         &mut self,
         id: u64,
         machine: MachineId,
+        aliases: Aliases,
         action: uplink::PowerAction,
         pxe_once: Option<uplink::BootMode>,
     ) -> Result<(), &'static str> {
-        let bmc = self
-            .find(machine)
-            .ok_or("no BMC credentials for this machine")?;
+        let bmc = (self.find(aliases)).ok_or("no BMC credentials for this machine")?;
+        self.bmcs[bmc].machine = machine;
+        let action = match action {
+            uplink::PowerAction::On => PowerAction::On,
+            uplink::PowerAction::Off => PowerAction::Off,
+            uplink::PowerAction::SoftOff => PowerAction::SoftOff,
+            uplink::PowerAction::Cycle => PowerAction::Cycle,
+            uplink::PowerAction::Reset => PowerAction::HardReset,
+        };
         let pxe = pxe_once.map(|mode| PxeBoot {
             persistent: false,
             mode: match mode {
@@ -170,30 +186,20 @@ impl PowerPort {
                 uplink::BootMode::Legacy => BootMode::Legacy,
             },
         });
-        let goal = match action {
-            uplink::PowerAction::On => Goal::State {
-                state: PowerState::On,
-                pxe: pxe.is_some(),
-            },
-            uplink::PowerAction::Off => Goal::State {
-                state: PowerState::Off,
-                pxe: false,
-            },
-            uplink::PowerAction::SoftOff => one_off(PowerAction::SoftOff, pxe),
-            uplink::PowerAction::Cycle => one_off(PowerAction::Cycle, pxe),
-            uplink::PowerAction::Reset => one_off(PowerAction::HardReset, pxe),
+        let goal = Goal {
+            action,
+            pxe: pxe.is_some(),
         };
         let old = self.bmcs[bmc].waiters.power(id, goal);
-        if let Some((_, true)) = old {
+        if old.is_some() {
             self.manager.withdraw(bmc);
         }
-        match (goal, pxe) {
-            (Goal::State { state, .. }, _) => self.manager.set_desired(bmc, state, pxe),
+        match pxe {
             // The override first: the action is requested once it is set (`goal`).
-            (Goal::Action { .. }, Some(pxe)) => self.manager.set_boot(bmc, pxe),
-            (Goal::Action { action, .. }, None) => self.manager.request(bmc, action),
+            Some(pxe) => self.manager.set_boot(bmc, pxe),
+            None => self.manager.request(bmc, action),
         }
-        self.superseded(old.map(|(w, _)| w));
+        self.superseded(old);
         Ok(())
     }
 
@@ -293,7 +299,7 @@ impl PowerPort {
                 if op != Operation::Status || event.is_some() {
                     writeln!(out, "power bmc={addr} {op:?} -> {state:?}")?;
                 }
-                let progress = b.waiters.succeeded(op, state);
+                let progress = b.waiters.succeeded(op);
                 if let Some(action) = progress.request {
                     self.manager.request(bmc, action);
                 }
@@ -303,8 +309,8 @@ impl PowerPort {
             }
             Err(error) => {
                 writeln!(out, "power bmc={addr} {op:?} -> failed: {error}")?;
-                let (failed, one_off) = b.waiters.failed();
-                if one_off {
+                let (failed, power) = b.waiters.failed();
+                if power {
                     self.manager.withdraw(bmc);
                 }
                 let text = error.to_string();
@@ -330,15 +336,8 @@ impl PowerPort {
         self.reports.push(Report::Result { id, what, outcome });
     }
 
-    fn find(&self, machine: MachineId) -> Option<BmcId> {
-        self.bmcs.iter().position(|b| b.machine == machine)
-    }
-}
-
-fn one_off(action: PowerAction, pxe: Option<PxeBoot>) -> Goal {
-    Goal::Action {
-        action,
-        pxe: pxe.is_some(),
+    fn find(&self, aliases: Aliases) -> Option<BmcId> {
+        self.bmcs.iter().position(|b| aliases.contains(&b.machine))
     }
 }
 

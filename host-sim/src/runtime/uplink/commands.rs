@@ -26,7 +26,7 @@ use uplink::{BootTarget as Wanted, Command, Config, MachineId, Outcome, Url};
 
 use super::UplinkPort;
 use crate::runtime::MACHINES;
-use crate::runtime::power::{PowerPort, Report};
+use crate::runtime::power::{Aliases, PowerPort, Report};
 
 /// What commands act on.
 pub struct Tables<'a> {
@@ -74,10 +74,13 @@ impl Applied {
                 action,
                 pxe_once,
             } => {
-                return failed(tables.power.command(id, machine, action, pxe_once));
+                let aliases = aliases(inventory, machine);
+                let power = &mut tables.power;
+                return failed(power.command(id, machine, aliases, action, pxe_once));
             }
             Command::BmcCredentials(creds) => {
-                return failed(tables.power.credentials(id, creds, now));
+                let aliases = aliases(inventory, creds.machine);
+                return failed(tables.power.credentials(id, creds, aliases, now));
             }
         };
         Some(match result {
@@ -147,6 +150,24 @@ fn set(
     inventory
         .set_boot(key, target)
         .map_err(|_| "machine table full of boot overrides")
+}
+
+/// The ids the inventory knows `machine` by: the provider names a machine by its MAC until
+/// it learns its UUID, by the UUID after.
+fn aliases(inventory: &Inventory<MACHINES>, machine: MachineId) -> Aliases {
+    let (mac, uuid) = match machine_key(machine) {
+        MachineKey::Mac(m) => (Some(m), None),
+        MachineKey::Uuid(u) => (None, Some(u)),
+    };
+    let known = inventory
+        .iter()
+        .find(|m| (mac.is_some() && m.mac == mac) || (uuid.is_some() && m.uuid == uuid));
+    let other = match (machine, known) {
+        (MachineId::Mac(_), Some(m)) => m.uuid.map(|u| MachineId::Uuid(uplink::Uuid(u.0))),
+        (MachineId::Uuid(_), Some(m)) => m.mac.map(|a| MachineId::Mac(uplink::Mac(a.0))),
+        (_, None) => None,
+    };
+    [machine, other.unwrap_or(machine)]
 }
 
 fn machine_key(machine: MachineId) -> MachineKey {
