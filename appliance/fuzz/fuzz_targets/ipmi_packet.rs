@@ -215,8 +215,8 @@ fuzz_target!(|data: &[u8]| {
     };
     let suite = if selector & 1 == 0 { 3 } else { 17 };
     let creds = Credentials {
-        user: "admin".try_into().unwrap(),
-        password: PASSWORD.try_into().unwrap(),
+        user: "admin".try_into().unwrap(), // ok: constants within the capacity
+        password: PASSWORD.try_into().unwrap(), // ok: constants within the capacity
     };
     let mut client = Client::new(Config::default(), creds);
     let mut bmc = Bmc {

@@ -41,7 +41,7 @@ pub async fn serve(stack: Stack<'static>, config: Config) -> ! {
     let mut tx_meta = [PacketMetadata::EMPTY; 4];
     let mut tx_buf = [0u8; 2048];
     let mut socket = UdpSocket::new(stack, &mut rx_meta, &mut rx_buf, &mut tx_meta, &mut tx_buf);
-    defmt::unwrap!(socket.bind(SERVER_PORT), "dhcp: bind port 67");
+    defmt::unwrap!(socket.bind(SERVER_PORT), "dhcp: bind port 67"); // ok: boot-time init, the port is free
     defmt::info!("dhcp listening port={}", SERVER_PORT);
 
     let mut reply = [0u8; 1500];

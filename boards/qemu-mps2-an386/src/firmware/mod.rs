@@ -36,21 +36,21 @@ async fn net_task(mut runner: Runner<'static, Lan9118>) -> ! {
 
 #[embassy_executor::main]
 async fn main(spawner: Spawner) {
-    let core = defmt::unwrap!(cortex_m::Peripherals::take(), "core peripherals");
+    let core = defmt::unwrap!(cortex_m::Peripherals::take(), "core peripherals"); // ok: boot-time init, taken once
     time::start(core.SYST);
 
     let board = config::load();
     // Boot-time init failure: load() only returns configs that passed this same check.
     let dhcp = match board.dhcp_config() {
         Ok(dhcp) => dhcp,
-        Err(e) => defmt::panic!("dhcp config: {}", Display2Format(&e)),
+        Err(e) => defmt::panic!("dhcp config: {}", Display2Format(&e)), // ok: boot-time init, see above
     };
 
     // SAFETY: LAN9118_BASE is the NIC's register block on this board, and this is the
     // only driver instance (main runs once). QEMU's `-nic ...,mac=` should match the MAC.
     let nic = match unsafe { Lan9118::new(LAN9118_BASE, board.mac) } {
         Ok(nic) => nic,
-        Err(e) => defmt::panic!("lan9118: {}", e),
+        Err(e) => defmt::panic!("lan9118: {}", e), // ok: boot-time init, the NIC is on the board
     };
     let config = embassy_net::Config::ipv4_static(StaticConfigV4 {
         address: Ipv4Cidr::new(board.ip, board.prefix),
@@ -59,8 +59,8 @@ async fn main(spawner: Spawner) {
     });
     let resources = RESOURCES.init(StackResources::new());
     let (stack, runner) = embassy_net::new(nic, config, resources, SEED);
-    spawner.spawn(defmt::unwrap!(net_task(runner)));
-    spawner.spawn(defmt::unwrap!(tftp_task(stack)));
+    spawner.spawn(defmt::unwrap!(net_task(runner))); // ok: boot-time init, one task instance
+    spawner.spawn(defmt::unwrap!(tftp_task(stack))); // ok: boot-time init, one task instance
     defmt::info!(
         "qemu-mps2-an386 up ip={}/{} mac={=[u8]:02x}",
         Display2Format(&board.ip),

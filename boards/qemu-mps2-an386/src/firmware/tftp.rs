@@ -59,7 +59,7 @@ impl<const RX: usize, const TX: usize, const N: usize> Buffers<RX, TX, N> {
             &mut self.tx_meta,
             &mut self.tx,
         );
-        defmt::unwrap!(s.bind(port), "tftp: bind port {}", port);
+        defmt::unwrap!(s.bind(port), "tftp: bind port {}", port); // ok: boot-time init, the ports are free
         s
     }
 }
