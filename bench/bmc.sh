@@ -38,21 +38,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The chassis: power and boot device in files, as ipmi_sim's chassis_control protocol wants.
-cat > "$WORK/chassis.sh" <<'EOF'
-#!/bin/sh
-d=$(dirname "$0")/chassis-$1; mkdir -p "$d"; shift; op=$1; shift
-case $op in
-get) for p in "$@"; do case $p in
-       power) echo "power:$(cat "$d/power" 2>/dev/null || echo 0)";;
-       boot) echo "boot:$(cat "$d/boot" 2>/dev/null || echo default)";;
-       *) exit 1;; esac; done;;
-set) while [ $# -ge 2 ]; do case $1 in
-       power|reset) echo "$2" > "$d/power";;
-       boot) echo "$2" > "$d/boot";;
-       *) exit 1;; esac; shift 2; done;;
-esac
-EOF
+# The chassis: power and boot device in files (the e2e tests' file-backed chassis).
+cp "$ROOT/tests/fixtures/chassis-file.sh" "$WORK/chassis.sh"
 chmod +x "$WORK/chassis.sh"
 cp /dev/null "$WORK/ports"
 for i in $(seq 1 "$BMCS"); do
@@ -67,7 +54,7 @@ set_working_mc 0x20
     allowed_auths_admin none md2 md5 straight
     guid a123456789abcdefa123456789ab$(printf %04x "$i")
   endlan
-  chassis_control "$WORK/chassis.sh $i"
+  chassis_control "$WORK/chassis.sh $WORK/bmc$i 0x20"
   user 2 true "admin" "password" admin 10 none md2 md5 straight
 EOF
     printf 'mc_setbmc 0x20\nmc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr\nmc_enable 0x20\n' \

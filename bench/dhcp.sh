@@ -86,37 +86,8 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------- topology
-setup_topology() {
-    ip netns add "$NS_SRV"
-    ip netns add "$NS_CLI"
-    # Create the veth ends directly inside the namespaces: no name in the root namespace.
-    ip link add vsrv netns "$NS_SRV" type veth peer name vcli netns "$NS_CLI"
-    ip -n "$NS_SRV" link set lo up
-    ip -n "$NS_CLI" link set lo up
-    ip -n "$NS_CLI" addr add "$CLI_IP/$PREFIX" dev vcli
-    ip -n "$NS_CLI" link set vcli up
-    # host-sim's side: bridge br0 = { vsrv, apl0 (persistent tap) }, no IP on either.
-    ip -n "$NS_SRV" link add br0 type bridge
-    ip -n "$NS_SRV" link set br0 type bridge forward_delay 0 stp_state 0
-    ip -n "$NS_SRV" tuntap add dev apl0 mode tap
-    ip -n "$NS_SRV" link set apl0 master br0
-    ip -n "$NS_SRV" link set apl0 up
-    ip -n "$NS_SRV" link set br0 up
-    ip -n "$NS_SRV" link set vsrv up
-}
-
-# kernel: vsrv carries 10.64.0.1/12 (dnsmasq, Kea). tap: vsrv in br0 with apl0 (host-sim).
-set_mode() {
-    if [[ $1 == kernel ]]; then
-        ip -n "$NS_SRV" link set vsrv nomaster
-        ip -n "$NS_SRV" addr replace "$SRV_IP/$PREFIX" dev vsrv
-    else
-        ip -n "$NS_SRV" addr flush dev vsrv
-        ip -n "$NS_SRV" link set vsrv master br0
-    fi
-    ip -n "$NS_SRV" link set vsrv up
-    ip -n "$NS_CLI" neigh flush dev vcli
-}
+# shellcheck source=bench/netns.sh
+source "$ROOT/bench/netns.sh"
 
 # ---------------------------------------------------------------- servers
 write_dnsmasq_conf() { # $1 = mem|file, $2 = dir

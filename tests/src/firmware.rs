@@ -16,10 +16,21 @@ use crate::{Workdir, require_tool, target_dir};
 /// The firmware's MAC (fixed in the firmware; QEMU's NIC is given the same).
 pub const FIRMWARE_MAC: &str = "02:00:00:77:00:01";
 
-/// The release ELF that `tests/run-all.sh` builds, if it is there.
-pub fn elf() -> Option<PathBuf> {
+/// The release ELF that `tests/run-all.sh` builds, when running as root and it is there;
+/// otherwise `None` after saying why the test is skipped.
+pub fn elf_for_test() -> Option<PathBuf> {
+    if !crate::require_root() {
+        return None;
+    }
     let p = target_dir().join("thumbv7em-none-eabihf/release/qemu-mps2-an386");
-    p.is_file().then_some(p)
+    if !p.is_file() {
+        eprintln!(
+            "skipped: firmware not built (tests/run-all.sh builds it: cargo build \
+             -p qemu-mps2-an386 --release --target thumbv7em-none-eabihf)"
+        );
+        return None;
+    }
+    Some(p)
 }
 
 /// The `images` binary (`$IMAGES_BIN`, else the debug build: `cargo build -p images`).

@@ -23,25 +23,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// The default chassis: `<dir>/power` holds 0 or 1, `<dir>/boot` the next boot device
 /// (`default`, `pxe`, ...), `<dir>/calls.log` every call. ipmi_sim runs
 /// `PROGRAM get|set PARAM [VALUE]...` (after the words of the configured command).
-const CHASSIS_SCRIPT: &str = r#"#!/bin/sh
-# ipmi_sim chassis_control: chassisctl.sh STATEDIR DEV get|set PARAM [VALUE] ...
-D=$1; shift 2
-op=$1; shift
-echo "$op $*" >> "$D/calls.log"
-case $op in
-get) for p in "$@"; do case $p in
-       power) echo "power:$(cat "$D/power" 2>/dev/null || echo 0)";;
-       boot) echo "boot:$(cat "$D/boot" 2>/dev/null || echo default)";;
-       *) echo "Invalid parameter: $p"; exit 1;; esac; done;;
-set) while [ $# -ge 2 ]; do p=$1; v=$2; shift 2; case $p in
-       power) echo "$v" > "$D/power";;
-       reset) ;;
-       shutdown) echo 0 > "$D/power";;
-       boot) echo "$v" > "$D/boot";;
-       *) echo "Invalid parameter: $p"; exit 1;; esac; done;;
-*) echo "bad op $op"; exit 1;;
-esac
-"#;
+/// `bench/bmc.sh` uses the same script.
+const CHASSIS_SCRIPT: &str = include_str!("../fixtures/chassis-file.sh");
 
 /// ipmi_sim's chassis control: `DIR/chassis.sh <dev> get|set PARAM [VALUE]...`. Power 1 starts
 /// the VM from `qemu.args` (one argument per line; `BOOTDEV` becomes `n` after a PXE

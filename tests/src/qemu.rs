@@ -25,20 +25,8 @@ pub struct Vm {
 
 impl Vm {
     /// Starts a VM network-booting from `tap` (created in the rack bridge here) with `mac` and the
-    /// SMBIOS `uuid`. Serial console to `<wd>/<name>-serial.txt`, QEMU's output to `<name>.log`.
-    pub fn start(
-        rack: &Rack,
-        wd: &Workdir,
-        name: &str,
-        tap: &str,
-        fw: Firmware,
-        mac: &str,
-        uuid: &str,
-    ) -> Vm {
-        Vm::start_with(rack, wd, name, tap, fw, mac, uuid, &[])
-    }
-
-    /// Like [`Vm::start`] with extra QEMU arguments (`-fw_cfg ...`, `-no-reboot`).
+    /// SMBIOS `uuid`, plus `extra` QEMU arguments (`-fw_cfg ...`, `-no-reboot`). Serial console
+    /// to `<wd>/<name>-serial.txt`, QEMU's output to `<name>.log`.
     #[allow(clippy::too_many_arguments)]
     pub fn start_with(
         rack: &Rack,

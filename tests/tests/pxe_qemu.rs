@@ -82,7 +82,7 @@ fn boot(test: &str, fw: Firmware, proxy: bool, mac: &str, uuid: &str) {
     assert!(hs.ready.contains(want_mode), "{}", hs.ready);
 
     let start = Instant::now();
-    let mut vm = Vm::start(&rack, &wd, "vm", "vm0", fw, mac, uuid);
+    let mut vm = Vm::start_with(&rack, &wd, "vm", "vm0", fw, mac, uuid, &[]);
     let want = expect(fw);
     let reply: DhcpLine = hs.wait_dhcp(
         remaining(start),
