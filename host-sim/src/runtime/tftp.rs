@@ -25,6 +25,8 @@ pub struct TftpPort {
     slots: Vec<SocketHandle>,
     /// Per slot, the DATA of this pass not yet sent, sent as one burst where the NIC can.
     bursts: Vec<Burst>,
+    /// The slots whose burst holds data, so a pass flushes those and walks no other slot.
+    pending: Vec<usize>,
     rx: Vec<u8>,
     tx: Vec<u8>,
 }
@@ -76,6 +78,7 @@ impl TftpPort {
             listener,
             slots,
             bursts: (0..transfers).map(|_| Burst::default()).collect(),
+            pending: Vec::with_capacity(transfers),
             rx: vec![0u8; packet.max(1500)],
             tx: vec![0u8; packet],
         })
@@ -126,9 +129,12 @@ impl TftpPort {
             }
             log_events(&mut self.server, cx.out, cx.quiet, cx.observed)?;
         }
-        for slot in 0..self.bursts.len() {
+        let pending = std::mem::take(&mut self.pending);
+        for &slot in &pending {
             sent |= self.flush(cx, slot)?;
         }
+        self.pending = pending;
+        self.pending.clear();
         log_events(&mut self.server, cx.out, cx.quiet, cx.observed)?;
         (self.rx, self.tx) = (rx, tx);
         Ok(sent)
@@ -143,7 +149,9 @@ impl TftpPort {
         datagram: &[u8],
     ) -> io::Result<bool> {
         let b = &self.bursts[slot];
-        let joins = b.data.is_empty()
+        // An empty burst is not in `pending` yet; one sent early below still is.
+        let fresh = b.data.is_empty();
+        let joins = fresh
             || (b.dst == Some(dst)
                 && b.data.len().is_multiple_of(b.segment)
                 && datagram.len() <= b.segment
@@ -155,6 +163,9 @@ impl TftpPort {
             b.segment = datagram.len().max(1);
         }
         b.data.extend_from_slice(datagram);
+        if fresh {
+            self.pending.push(slot);
+        }
         Ok(sent)
     }
 
