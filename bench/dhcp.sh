@@ -31,6 +31,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 # Only a run with the default servers, rates and duration writes bench/results/dhcp-DATE.md;
 # others write dhcp-DATE-quick.md.
 FULL=1
@@ -84,10 +86,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-# ---------------------------------------------------------------- topology
-# shellcheck source=bench/netns.sh
-source "$ROOT/bench/netns.sh"
 
 # ---------------------------------------------------------------- servers
 write_dnsmasq_conf() { # $1 = mem|file, $2 = dir
@@ -170,19 +168,6 @@ start_server() {
     done
     log "$name not ready after ${START_TIMEOUT}s"
     return 1
-}
-
-stop_server() {
-    [[ -n ${SERVER_PID:-} ]] || return 0
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    local i
-    for i in $(seq 50); do
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=
 }
 
 # Size of the server's persisted lease state after a step (- = leases in memory only).

@@ -47,6 +47,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 SERVERS=${SERVERS-"host-sim host-sim-ws1 tftpd-hpa atftpd dnsmasq"}
 HTTP_SERVERS=${HTTP_SERVERS-"host-sim nginx nginx-2w"}
 REPS=${REPS:-3}
@@ -115,10 +117,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-# ---------------------------------------------------------------- topology
-# shellcheck source=bench/netns.sh
-source "$ROOT/bench/netns.sh"
 
 # ---------------------------------------------------------------- files
 make_files() {
@@ -237,19 +235,6 @@ EOF
     done
     log "$name not ready after ${START_TIMEOUT}s"
     return 1
-}
-
-stop_server() {
-    [[ -n ${SERVER_PID:-} ]] || return 0
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    local i
-    for i in $(seq 50); do
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=
 }
 
 # utime + stime (+ reaped children's) of every process in the server namespace, in ms. Only

@@ -1,6 +1,6 @@
-# Sourced by the benchmarks: the two namespaces and the veth between them, and the switch
-# between a kernel server on vsrv and host-sim on its TAP. Uses NS_SRV, NS_CLI, SRV_IP,
-# CLI_IP and PREFIX from the caller.
+# Sourced by the benchmarks: the two namespaces and the veth between them, the switch
+# between a kernel server on vsrv and host-sim on its TAP, and stopping the server. Uses
+# NS_SRV, NS_CLI, SRV_IP, CLI_IP, PREFIX and SERVER_PID from the caller.
 
 setup_topology() {
     ip netns add "$NS_SRV"
@@ -36,4 +36,18 @@ set_mode() {
     fi
     ip -n "$NS_SRV" link set vsrv up
     ip -n "$NS_CLI" neigh flush dev vcli
+}
+
+# Stops the server SERVER_PID: SIGTERM, up to 5 s, then SIGKILL.
+stop_server() {
+    [[ -n ${SERVER_PID:-} ]] || return 0
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    local i
+    for i in $(seq 50); do
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=
 }
