@@ -1,4 +1,4 @@
-//! A home-made stand-in test BMC for IPMI v2.0 over LAN (RMCP+), because no real peer we can run implements cipher suite 17 (HMAC-SHA256, HMAC-SHA256-128, AES-CBC-128); it is proven against ipmitool (tests/tests/test_bmc_ipmitool.rs).
+//! A home-made stand-in test BMC for IPMI v2.0 over LAN (RMCP+), because no real peer we can run implements cipher suite 17 (HMAC-SHA256, HMAC-SHA256-128, AES-CBC-128); it is proven against ipmitool (tests/tests/test_bmc_ipmitool.rs). The BMC itself is the `sim-bmc` crate (host-sim/sim-bmc); this is its loopback UDP front.
 //!
 //! ```text
 //! test-bmc --listen 127.0.0.1:PORT --user admin --password password [--suites 3,17] [--state-file FILE]
@@ -7,27 +7,13 @@
 //! per command on stderr (never the password). Cipher suites 3 and 17 can be offered (default
 //! 17). Power state and boot flags live in memory and, with `--state-file`, in a text file.
 
-#[path = "../test_bmc/bmc.rs"]
-mod bmc;
-#[path = "../test_bmc/chassis.rs"]
-mod chassis;
-#[path = "../test_bmc/crypto.rs"]
-mod crypto;
-#[path = "../test_bmc/session.rs"]
-mod session;
-#[path = "../test_bmc/wire.rs"]
-mod wire;
-
 use std::io::{ErrorKind, Write};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use crate::bmc::Bmc;
-use crate::chassis::Chassis;
-use crate::crypto::Suite;
-use crate::session::{Sessions, User};
+use sim_bmc::{Bmc, Chassis, Suite, User};
 
 /// The BMC's (and system's) GUID 7b5e1711-6c0a-4d4f-9b3e-7e57b3c00017 in IPMI byte order
 /// (§20.8: least significant byte first, i.e. the RFC 4122 bytes reversed).
@@ -124,11 +110,7 @@ fn main() -> ExitCode {
         name: args.user.into_bytes(),
         password: args.password.into_bytes(),
     };
-    let mut bmc = Bmc {
-        sessions: Sessions::new(user, args.suites, GUID),
-        chassis: Chassis::new(args.state_file),
-        guid: GUID,
-    };
+    let mut bmc = Bmc::new(user, args.suites, GUID, Chassis::new(args.state_file));
     println!("ready");
     let _ = std::io::stdout().flush();
 
@@ -152,8 +134,6 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         }
-        for id in bmc.sessions.expire(Instant::now()) {
-            eprintln!("session 0x{id:08x} expired (idle)");
-        }
+        bmc.expire(Instant::now());
     }
 }

@@ -12,6 +12,32 @@ pub const CC_BAD_LENGTH: u8 = 0xC7;
 pub const CC_INVALID_FIELD: u8 = 0xCC;
 pub const CC_NOT_IN_PRESENT_STATE: u8 = 0xD5;
 
+/// What a Chassis Control did to the machine, for a simulation that runs the machine. A control
+/// that changes nothing (power-up while on, power-down while off) or is refused has none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChassisEvent {
+    /// Power-up while off: the machine starts.
+    PowerOn { boot: BootDevice },
+    /// Power-down or soft shutdown while on: the machine is off at once (no OS to ask here).
+    PowerOff,
+    /// Power cycle or hard reset while on: the machine starts again.
+    Reset { boot: BootDevice },
+}
+
+/// The device a start boots from: the boot flags (parameter 5) if valid at that moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BootDevice {
+    /// No valid override, or selector "no override": the machine's own boot order.
+    Default,
+    /// Network boot; `efi` is the BIOS boot type bit (UEFI, not legacy PC).
+    Pxe { efi: bool },
+    /// The default hard drive.
+    Disk,
+    /// Any other device selector (parameter 5 data 2, bits 5:2), e.g. 5 for CD/DVD.
+    Other(u8),
+}
+
+/// The chassis: power state, boot options, and the events not yet taken.
 pub struct Chassis {
     power_on: bool,
     /// Whether the last power-on came from an IPMI command (Get Chassis Status byte 2 bit 4).
@@ -24,6 +50,8 @@ pub struct Chassis {
     last_boot: String,
     boots: u32,
     state_file: Option<PathBuf>,
+    /// Oldest first; drained by `take_events`.
+    events: Vec<ChassisEvent>,
 }
 
 /// Name of the boot device selector (parameter 5 data 2, bits 5:2).
@@ -61,6 +89,7 @@ impl Chassis {
             last_boot: "never".into(),
             boots: 0,
             state_file,
+            events: Vec::new(),
         };
         c.save();
         c
@@ -103,9 +132,45 @@ impl Chassis {
         }
     }
 
+    /// The events since the last call, oldest first.
+    pub fn take_events(&mut self) -> Vec<ChassisEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Whether the machine is powered, as Get Chassis Status reports it.
+    pub fn power_on(&self) -> bool {
+        self.power_on
+    }
+
+    /// The machine turned itself off (shutdown from its OS): the BMC now reports it off.
+    /// No event, since the caller is the one that knows.
+    pub fn set_power_off_by_host(&mut self) {
+        self.power_on = false;
+        self.on_by_ipmi = false;
+        self.save();
+    }
+
+    /// The device a start now would boot from.
+    fn boot_device(&self) -> BootDevice {
+        let f = &self.boot_flags;
+        if f[0] & 0x80 == 0 {
+            return BootDevice::Default;
+        }
+        match (f[1] >> 2) & 0x0F {
+            0 => BootDevice::Default,
+            1 => BootDevice::Pxe {
+                efi: f[0] & 0x20 != 0,
+            },
+            2 => BootDevice::Disk,
+            n => BootDevice::Other(n),
+        }
+    }
+
     /// The machine starts (power-up, cycle, reset): it boots with the valid boot flags, and, as
-    /// the BIOS would once it has read them, next-boot-only flags are then cleared.
-    fn boot(&mut self) {
+    /// the BIOS would once it has read them, next-boot-only flags are then cleared. Returns the
+    /// device it boots from.
+    fn boot(&mut self) -> BootDevice {
+        let device = self.boot_device();
         let f = &mut self.boot_flags;
         self.last_boot = if f[0] & 0x80 != 0 {
             format!(
@@ -120,6 +185,7 @@ impl Chassis {
             f[0] &= !0x80;
         }
         self.boots += 1;
+        device
     }
 
     /// Get Chassis Status (§28.2): power state (restore policy "always off"), last power event,
@@ -140,7 +206,9 @@ impl Chassis {
     }
 
     /// Chassis Control (§28.3). Cycle, reset and soft-off need the power on (the spec's D5h
-    /// otherwise); power up and down are idempotent.
+    /// otherwise); power up and down are idempotent. Events: power-up from off gives `PowerOn`;
+    /// power-down or soft-off while on gives `PowerOff`; cycle or hard reset (while on) gives one
+    /// `Reset`, the machine being off for no time worth simulating.
     pub fn control(&mut self, data: &[u8]) -> (u8, String) {
         let [action] = data else {
             return (CC_BAD_LENGTH, "chassis-control bad-length".into());
@@ -153,24 +221,18 @@ impl Chassis {
             5 => "soft-shutdown",
             _ => "unsupported",
         };
-        let cc = match (action & 0x0F, self.power_on) {
-            (0, _) | (5, true) => 0,
-            (1, was_on) => {
-                if !was_on {
-                    self.boot();
-                }
-                0
-            }
-            (2 | 3, true) => {
-                self.boot();
-                0
-            }
-            (2 | 3 | 5, false) => CC_NOT_IN_PRESENT_STATE,
-            _ => CC_INVALID_FIELD,
+        let (cc, event) = match (action & 0x0F, self.power_on) {
+            (0, false) | (1, true) => (0, None),
+            (0 | 5, true) => (0, Some(ChassisEvent::PowerOff)),
+            (1, false) => (0, Some(ChassisEvent::PowerOn { boot: self.boot() })),
+            (2 | 3, true) => (0, Some(ChassisEvent::Reset { boot: self.boot() })),
+            (2 | 3 | 5, false) => (CC_NOT_IN_PRESENT_STATE, None),
+            _ => (CC_INVALID_FIELD, None),
         };
         if cc == 0 {
             self.power_on = matches!(action & 0x0F, 1..=3);
             self.on_by_ipmi = self.power_on;
+            self.events.extend(event);
             self.save();
         }
         let outcome = if cc == 0 {
@@ -243,5 +305,142 @@ impl Chassis {
         let mut out = vec![0x01, param];
         out.extend_from_slice(&value);
         (0, out, format!("get-boot-options param={param}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POWER_DOWN: u8 = 0;
+    const POWER_UP: u8 = 1;
+    const CYCLE: u8 = 2;
+    const HARD_RESET: u8 = 3;
+    const SOFT_OFF: u8 = 5;
+
+    /// Runs a Chassis Control and returns its completion code.
+    fn control(c: &mut Chassis, action: u8) -> u8 {
+        c.control(&[action]).0
+    }
+
+    /// Sets boot flags (parameter 5) from their first two data bytes.
+    fn flags(c: &mut Chassis, f0: u8, f1: u8) {
+        assert_eq!(c.set_boot(&[5, f0, f1, 0, 0, 0]).0, 0);
+    }
+
+    #[test]
+    fn pxe_once_is_used_by_the_next_start_only() {
+        let mut c = Chassis::new(None);
+        flags(&mut c, 0xA0, 0x04); // valid, next boot only, EFI, PXE
+        assert_eq!(control(&mut c, POWER_UP), 0);
+        assert!(c.power_on());
+        assert_eq!(
+            c.take_events(),
+            [ChassisEvent::PowerOn {
+                boot: BootDevice::Pxe { efi: true }
+            }]
+        );
+        assert_eq!(control(&mut c, HARD_RESET), 0);
+        assert_eq!(
+            c.take_events(),
+            [ChassisEvent::Reset {
+                boot: BootDevice::Default
+            }]
+        );
+    }
+
+    #[test]
+    fn persistent_flags_stay_for_every_start() {
+        let mut c = Chassis::new(None);
+        flags(&mut c, 0xC0, 0x08); // valid, persistent, legacy, disk
+        control(&mut c, POWER_UP);
+        control(&mut c, CYCLE);
+        control(&mut c, HARD_RESET);
+        let disk = BootDevice::Disk;
+        assert_eq!(
+            c.take_events(),
+            [
+                ChassisEvent::PowerOn { boot: disk },
+                ChassisEvent::Reset { boot: disk },
+                ChassisEvent::Reset { boot: disk },
+            ]
+        );
+    }
+
+    #[test]
+    fn flags_not_valid_or_other_devices() {
+        let mut c = Chassis::new(None);
+        flags(&mut c, 0x20, 0x04); // PXE, but the valid bit is clear
+        control(&mut c, POWER_UP);
+        flags(&mut c, 0xC0, 0x14); // persistent CD/DVD
+        control(&mut c, CYCLE);
+        assert_eq!(
+            c.take_events(),
+            [
+                ChassisEvent::PowerOn {
+                    boot: BootDevice::Default
+                },
+                ChassisEvent::Reset {
+                    boot: BootDevice::Other(5)
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn power_down_and_soft_off_while_on_turn_it_off() {
+        let mut c = Chassis::new(None);
+        control(&mut c, POWER_UP);
+        assert_eq!(control(&mut c, POWER_DOWN), 0);
+        control(&mut c, POWER_UP);
+        assert_eq!(control(&mut c, SOFT_OFF), 0);
+        assert!(!c.power_on());
+        let on = ChassisEvent::PowerOn {
+            boot: BootDevice::Default,
+        };
+        assert_eq!(
+            c.take_events(),
+            [on, ChassisEvent::PowerOff, on, ChassisEvent::PowerOff]
+        );
+        assert!(c.take_events().is_empty());
+    }
+
+    #[test]
+    fn no_event_when_nothing_changes_or_refused() {
+        let mut c = Chassis::new(None);
+        assert_eq!(control(&mut c, POWER_DOWN), 0);
+        for action in [CYCLE, HARD_RESET, SOFT_OFF] {
+            assert_eq!(control(&mut c, action), CC_NOT_IN_PRESENT_STATE);
+        }
+        assert_eq!(control(&mut c, 4), CC_INVALID_FIELD); // diagnostic interrupt
+        assert_eq!(c.control(&[]).0, CC_BAD_LENGTH);
+        assert_eq!(c.control(&[POWER_UP, 0]).0, CC_BAD_LENGTH);
+        assert!(c.take_events().is_empty());
+        assert!(!c.power_on());
+
+        control(&mut c, POWER_UP);
+        c.take_events();
+        assert_eq!(control(&mut c, POWER_UP), 0);
+        assert!(c.take_events().is_empty());
+    }
+
+    #[test]
+    fn off_by_host_is_seen_without_an_event() {
+        let mut c = Chassis::new(None);
+        flags(&mut c, 0xA0, 0x04);
+        control(&mut c, POWER_UP);
+        c.take_events();
+        c.set_power_off_by_host();
+        assert!(!c.power_on());
+        assert_eq!(c.status().0[0], 0);
+        assert!(c.take_events().is_empty());
+        assert_eq!(control(&mut c, CYCLE), CC_NOT_IN_PRESENT_STATE);
+        control(&mut c, POWER_UP);
+        assert_eq!(
+            c.take_events(),
+            [ChassisEvent::PowerOn {
+                boot: BootDevice::Default
+            }]
+        );
     }
 }

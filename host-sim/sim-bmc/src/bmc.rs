@@ -1,11 +1,12 @@
 //! The BMC: turns each datagram into at most one reply, runs the IPMI commands (IPMI v2.0 §20,
-//! §22, §28) and logs one line per command or handshake step to stderr.
+//! §22, §28) and logs one line per command or handshake step to stderr unless quiet.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use crate::chassis::{CC_BAD_LENGTH, CC_INVALID_FIELD, Chassis};
-use crate::session::{PRIV_ADMIN, PRIV_OPERATOR, PRIV_USER, Rejected, Sessions};
+use crate::crypto::Suite;
+use crate::session::{PRIV_ADMIN, PRIV_OPERATOR, PRIV_USER, Rejected, Sessions, User};
 use crate::wire::{self, Packet, Request};
 
 /// Network functions (§5.1).
@@ -20,10 +21,15 @@ const CHANNEL_CURRENT: u8 = 0x0E;
 /// User ID reported for the one account (ID 1 is conventionally the null user).
 const USER_ID: u8 = 2;
 
+/// One BMC: its sessions and the chassis it controls. Sans-IO: the caller owns the socket and
+/// the clock.
 pub struct Bmc {
-    pub sessions: Sessions,
+    sessions: Sessions,
+    /// The machine: the caller reads its events and tells it what the machine did by itself.
     pub chassis: Chassis,
-    pub guid: [u8; 16],
+    guid: [u8; 16],
+    /// Log nothing (a simulated rack runs dozens of BMCs in one process); false after `new`.
+    pub quiet: bool,
 }
 
 /// Result of one command: completion code, response data, log text, and a session to close
@@ -44,13 +50,6 @@ fn done(cc: u8, data: Vec<u8>, log: String) -> Outcome {
     }
 }
 
-/// Logs a handshake step and passes its reply on.
-fn logged(out: Option<(Vec<u8>, String)>) -> Option<Vec<u8>> {
-    let (reply, line) = out?;
-    eprintln!("{line}");
-    Some(reply)
-}
-
 fn priv_name(level: u8) -> &'static str {
     match level {
         1 => "callback",
@@ -62,12 +61,45 @@ fn priv_name(level: u8) -> &'static str {
 }
 
 impl Bmc {
+    /// A BMC with one account, offering `suites`, reporting `guid` (IPMI byte order, §20.8)
+    /// as its and the system's GUID; it logs until `quiet` is set.
+    pub fn new(user: User, suites: Vec<Suite>, guid: [u8; 16], chassis: Chassis) -> Bmc {
+        Bmc {
+            sessions: Sessions::new(user, suites, guid),
+            chassis,
+            guid,
+            quiet: false,
+        }
+    }
+
+    /// Drops sessions idle for a minute, so consoles that vanished do not fill the table;
+    /// call it now and then.
+    pub fn expire(&mut self, now: Instant) {
+        for id in self.sessions.expire(now) {
+            self.log(format_args!("session 0x{id:08x} expired (idle)"));
+        }
+    }
+
+    /// One line on stderr per command or handshake step, unless quiet.
+    fn log(&self, line: std::fmt::Arguments<'_>) {
+        if !self.quiet {
+            eprintln!("{line}");
+        }
+    }
+
+    /// Logs a handshake step and passes its reply on.
+    fn logged(&self, out: Option<(Vec<u8>, String)>) -> Option<Vec<u8>> {
+        let (reply, line) = out?;
+        self.log(format_args!("{line}"));
+        Some(reply)
+    }
+
     /// Handles one datagram; returns the reply, if any. Whatever is malformed, forged, replayed
     /// or not for us is dropped with a log line.
     pub fn handle(&mut self, dgram: &[u8], peer: SocketAddr, now: Instant) -> Option<Vec<u8>> {
         let reply = match wire::parse(dgram) {
             Some(Packet::Ping(tag)) => {
-                eprintln!("asf ping from={peer}");
+                self.log(format_args!("asf ping from={peer}"));
                 Some(wire::pong(tag))
             }
             Some(Packet::V15(msg)) => self.sessionless(msg).map(|m| wire::v15(&m)),
@@ -81,12 +113,16 @@ impl Bmc {
                         .sessionless(pkt.payload)
                         .map(|m| wire::v2_plain(wire::PAYLOAD_IPMI, &m)),
                     wire::PAYLOAD_OPEN_REQUEST => {
-                        logged(self.sessions.open(pkt.payload, peer, now))
+                        let out = self.sessions.open(pkt.payload, peer, now);
+                        self.logged(out)
                     }
-                    wire::PAYLOAD_RAKP1 => logged(self.sessions.rakp1(pkt.payload, now)),
+                    wire::PAYLOAD_RAKP1 => {
+                        let out = self.sessions.rakp1(pkt.payload, now);
+                        self.logged(out)
+                    }
                     wire::PAYLOAD_RAKP3 => {
                         let (reply, line) = self.sessions.rakp3(pkt.payload, now)?;
-                        eprintln!("{line}");
+                        self.log(format_args!("{line}"));
                         reply
                     }
                     _ => None,
@@ -104,14 +140,20 @@ impl Bmc {
                         }
                         Rejected::BadPayload => "bad confidentiality payload".to_string(),
                     };
-                    eprintln!("drop session=0x{:08x} from={peer}: {why}", pkt.session_id);
+                    self.log(format_args!(
+                        "drop session=0x{:08x} from={peer}: {why}",
+                        pkt.session_id
+                    ));
                     None
                 }
             },
             None => None,
         };
         if reply.is_none() {
-            eprintln!("no reply to {} bytes from={peer}", dgram.len());
+            self.log(format_args!(
+                "no reply to {} bytes from={peer}",
+                dgram.len()
+            ));
         }
         reply
     }
@@ -122,11 +164,13 @@ impl Bmc {
         match (req.netfn, req.cmd) {
             (NETFN_APP, 0x38 | 0x54) => {
                 let out = self.command(&req, None);
-                eprintln!("cmd {} (no session)", out.log);
+                self.log(format_args!("cmd {} (no session)", out.log));
                 Some(wire::response(&req, out.cc, &out.data))
             }
             (netfn, cmd) => {
-                eprintln!("drop netfn=0x{netfn:02x} cmd=0x{cmd:02x}: needs a session");
+                self.log(format_args!(
+                    "drop netfn=0x{netfn:02x} cmd=0x{cmd:02x}: needs a session"
+                ));
                 None
             }
         }
@@ -134,11 +178,13 @@ impl Bmc {
 
     fn in_session(&mut self, id: u32, msg: &[u8]) -> Option<Vec<u8>> {
         let Some(req) = wire::request(msg) else {
-            eprintln!("drop session=0x{id:08x}: malformed IPMI message");
+            self.log(format_args!(
+                "drop session=0x{id:08x}: malformed IPMI message"
+            ));
             return None;
         };
         let out = self.command(&req, Some(id));
-        eprintln!("cmd {}", out.log);
+        self.log(format_args!("cmd {}", out.log));
         let reply = self
             .sessions
             .get_mut(id)?
