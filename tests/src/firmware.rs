@@ -53,6 +53,14 @@ impl Board {
     /// Boots `elf` (no config region: its compiled-in config) with its NIC on `tap`
     /// (created here in the rack bridge).
     pub fn boot(rack: &Rack, wd: &Workdir, elf: &Path, tap: &str) -> Board {
+        rack.add_tap(tap);
+        Board::boot_again(rack, wd, elf, tap, "firmware")
+    }
+
+    /// Boots `elf` again on `tap`, which an earlier boot added to the rack (its QEMU gone),
+    /// with the log in `<name>-qemu.log`. The board's flash file in the work directory
+    /// (`qemu-flash.bin`, QEMU's working directory) is what the earlier boot left.
+    pub fn boot_again(rack: &Rack, wd: &Workdir, elf: &Path, tap: &str, name: &str) -> Board {
         require_tool("qemu-system-arm", "qemu-system-arm");
         let mut cmd = rack.ns().command("qemu-system-arm");
         // With target=native, the firmware's writes to stdout are QEMU's own stdout.
@@ -64,7 +72,7 @@ impl Board {
             .arg(format!(
                 "tap,ifname={tap},script=no,downscript=no,model=lan9118,mac={FIRMWARE_MAC}"
             ));
-        Board::start(rack, wd, elf, tap, &mut cmd)
+        Board::start(wd, elf, &mut cmd, name)
     }
 
     /// Boots the image in `dir` (made by `images build`) with `images run-qemu`, which
@@ -74,23 +82,25 @@ impl Board {
         let bin = images();
         let mut cmd = rack.ns().command(bin.to_str().expect("utf-8 path"));
         cmd.arg("run-qemu").arg(dir).args(["--tap", tap]);
-        Board::start(rack, wd, &dir.join("firmware.elf"), tap, &mut cmd)
+        rack.add_tap(tap);
+        Board::start(wd, &dir.join("firmware.elf"), &mut cmd, "firmware")
     }
 
-    /// Adds `tap` to the rack and starts `cmd` (QEMU, or what becomes QEMU) on it.
-    fn start(rack: &Rack, wd: &Workdir, elf: &Path, tap: &str, cmd: &mut Command) -> Board {
+    /// Starts `cmd` (QEMU, or what becomes QEMU) in the work directory, where the board
+    /// keeps its flash file, with its output in `<name>-qemu.log`.
+    fn start(wd: &Workdir, elf: &Path, cmd: &mut Command, name: &str) -> Board {
         let bytes = fs::read(elf).unwrap_or_else(|e| panic!("read {}: {e}", elf.display()));
         let table = Table::parse(&bytes)
             .unwrap_or_else(|e| panic!("defmt table of {}: {e}", elf.display()))
             .unwrap_or_else(|| panic!("{} has no defmt data", elf.display()));
-        rack.add_tap(tap);
-        let raw = wd.file("firmware-qemu.log");
-        let child = Child::spawn("firmware", cmd, &raw);
+        cmd.current_dir(wd.path());
+        let raw = wd.file(&format!("{name}-qemu.log"));
+        let child = Child::spawn(name, cmd, &raw);
         Board {
             child,
             table,
             raw,
-            text: wd.file("firmware.txt"),
+            text: wd.file(&format!("{name}.txt")),
         }
     }
 

@@ -1,4 +1,5 @@
-//! The appliance's DHCP server on UDP port 67 of the embassy-net stack.
+//! The appliance's DHCP server on UDP port 67 of the embassy-net stack, its leases
+//! restored from and written to the store (`store.rs`).
 //!
 //! A client without an address that did not ask for a broadcast (`Destination::Link`)
 //! gets its reply broadcast to 255.255.255.255:68: host-sim addresses that frame to the
@@ -17,23 +18,29 @@ use embassy_net::{IpAddress, IpEndpoint, Stack};
 use embassy_time::Instant;
 use static_cell::StaticCell;
 
+use super::store;
+
 /// Leases the board keeps (the table takes two slots per lease).
 const LEASES: usize = 64;
 /// Machines the inventory remembers.
 const MACHINES: usize = 32;
 static SLOTS: StaticCell<[Slot; 2 * LEASES]> = StaticCell::new();
 
-/// Lease times in seconds since boot. The leases live in RAM only (no journal until the
-/// board has a flash region), so a clock that restarts with them is consistent. Test-only
-/// note: QEMU has no RTC; a real board's leases will need wall-clock time from its RTC.
-fn now_secs() -> u64 {
-    Instant::now().as_secs()
+/// Lease times in Unix seconds, so stored leases mean the same after a reboot.
+/// QEMU/TEST-ONLY: the board has no RTC, so the time at boot is the host's (semihosting
+/// SYS_TIME), read once; a real board reads its RTC.
+fn unix_at_boot() -> u64 {
+    semihosting::sys::arm_compat::sys_time().map_or(0, |t| t as u64)
 }
 
 /// Serves DHCP on `stack` for ever with `config` (from the board's config, validated).
 pub async fn serve(stack: Stack<'static>, config: Config) -> ! {
     let slots = SLOTS.init([Slot::EMPTY; 2 * LEASES]);
-    let mut server = Server::new(config, LeaseTable::new(slots));
+    let mut table = LeaseTable::new(slots);
+    let mut log = store::open(&mut table);
+    let mut server = Server::new(config, table);
+    let boot = unix_at_boot();
+    let now_secs = || boot + Instant::now().as_secs();
     let mut inventory = Inventory::<MACHINES>::default();
 
     let mut rx_meta = [PacketMetadata::EMPTY; 8];
@@ -57,6 +64,10 @@ pub async fn serve(stack: Stack<'static>, config: Config) -> ! {
                 server.handle(now_secs(), &dg, &mut inventory, &mut reply)
             })
             .await;
+        // Stored before the reply goes out: a client never holds a lease the board forgets.
+        if let (Some(lease), Some(log)) = (&outcome.change, log.as_mut()) {
+            store::record(log, lease, server.leases());
+        }
         let broadcast = IpEndpoint::new(Ipv4Addr::BROADCAST.into(), CLIENT_PORT);
         let (reply_to, via) = match outcome.reply {
             Some((Destination::Broadcast, len)) => (Some((broadcast, len)), ""),

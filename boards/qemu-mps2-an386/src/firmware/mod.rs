@@ -1,9 +1,12 @@
 //! Board bring-up: SysTick time, the config (region or compiled-in), the LAN9118 under
 //! embassy-net with the config's static address, and the appliance's services as tasks
-//! (DHCP in `main`, TFTP in its own). Logs are defmt frames over semihosting.
+//! (DHCP in `main`, its leases in the flash store; TFTP in its own). Logs are defmt frames
+//! over semihosting.
 
 mod config;
 mod dhcp;
+mod host_flash;
+mod store;
 mod tftp;
 mod time;
 

@@ -1,0 +1,83 @@
+//! QEMU/TEST-ONLY: this board has no flash, so its "flash" is a host file reached over ARM
+//! semihosting (SYS_OPEN/SEEK/READ/WRITE), `qemu-flash.bin` in QEMU's working directory.
+//! It is a plain byte medium; `flash_store::emulated::EmulatedNor` puts NOR rules on top, so
+//! the journal above it runs as it would on a real board, whose internal flash driver takes
+//! its place.
+
+use embassy_time::{Duration, block_for};
+use flash_store::emulated::Medium;
+use semihosting::fs::File;
+use semihosting::io::{self, Read, Seek, SeekFrom, Write};
+
+const PATH: &core::ffi::CStr = c"qemu-flash.bin";
+/// The file's size: the emulated part.
+pub const SIZE: usize = 4 * 1024;
+/// How long a medium write takes. A NOR part takes tens of microseconds to program a word
+/// and milliseconds to erase a page; a host file takes nothing, so a kill of QEMU would
+/// almost never land inside a write. Waiting here (at the 1 kHz tick's resolution) gives
+/// writes their share of the time, as on a part.
+const WRITE_TIME: Duration = Duration::from_micros(200);
+
+pub struct HostFile {
+    file: File,
+}
+
+impl HostFile {
+    /// Opens the file, creating it when missing. A file shorter than [`SIZE`] (new, or cut
+    /// while being extended) is extended with 0xFF: the cells past its end were never
+    /// programmed, so they read as erased.
+    pub fn open() -> io::Result<HostFile> {
+        let file = match File::options().read(true).write(true).open(PATH) {
+            Ok(file) => file,
+            Err(_) => File::options()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(PATH)?,
+        };
+        let mut f = HostFile { file };
+        let len = usize::try_from(f.file.metadata()?.len()).unwrap_or(SIZE);
+        if len < SIZE {
+            f.file.seek(SeekFrom::Start(len as u64))?;
+            let erased = [0xFF; 256];
+            let mut at = len;
+            while at < SIZE {
+                let n = erased.len().min(SIZE - at);
+                f.file.write_all(&erased[..n])?;
+                at += n;
+            }
+        }
+        Ok(f)
+    }
+}
+
+impl Medium for HostFile {
+    type Error = io::Error;
+
+    fn capacity(&self) -> usize {
+        SIZE
+    }
+
+    fn read(&mut self, offset: usize, buf: &mut [u8]) -> io::Result<()> {
+        self.file.seek(SeekFrom::Start(offset as u64))?;
+        let mut n = 0;
+        while n < buf.len() {
+            match self.file.read(&mut buf[n..])? {
+                0 => break,
+                k => n += k,
+            }
+        }
+        // Past the end of a short file: erased.
+        buf[n..].fill(0xFF);
+        Ok(())
+    }
+
+    /// One SYS_WRITE per call: the emulator calls with one program unit at a time, so a kill
+    /// of QEMU tears a write between units, as a power cut tears one on NOR.
+    fn write(&mut self, offset: usize, data: &[u8]) -> io::Result<()> {
+        block_for(WRITE_TIME);
+        self.file.seek(SeekFrom::Start(offset as u64))?;
+        self.file.write_all(data)
+    }
+}

@@ -1,0 +1,103 @@
+//! The lease store: the lease journal (`flash-store`) on this board's flash, restored into
+//! the lease table at boot. Everything the test of power loss checks is logged here:
+//! `store: CORRUPT ...` for anything a power cut cannot explain, the restored leases one
+//! per line.
+
+use appliance::dhcp::{Lease, LeaseTable};
+use appliance::journal::Record;
+use defmt::{Debug2Format, Display2Format};
+use flash_store::emulated::EmulatedNor;
+use flash_store::journal::{Formatted, NorJournal};
+use flash_store::leases::LeaseLog;
+
+use super::host_flash::{HostFile, SIZE};
+
+/// QEMU/TEST-ONLY flash geometry (a real board takes its part's): 4-byte program units,
+/// 1 KiB pages, two banks of two pages. A bank holds 84 lease frames, more than the 64
+/// leases a compaction writes.
+type Flash = EmulatedNor<HostFile, 4, 1024>;
+const BANK: u32 = (SIZE / 2) as u32;
+const FRAME: usize = <Lease as Record>::LEN + 4;
+
+pub type Log = LeaseLog<NorJournal<Flash>>;
+
+/// Mounts the store and replays it into `table`; `None` (leases in RAM only, said in the
+/// log) when there is no flash to use.
+pub fn open(table: &mut LeaseTable<'_>) -> Option<Log> {
+    let medium = HostFile::open()
+        .map_err(|e| defmt::warn!("store: no flash ({}), leases in RAM only", Debug2Format(&e)))
+        .ok()?;
+    let (journal, mount) = NorJournal::mount(Flash::new(medium), 0, BANK, FRAME)
+        .map_err(|e| {
+            defmt::warn!(
+                "store: mount failed ({}), leases in RAM only",
+                Debug2Format(&e)
+            )
+        })
+        .ok()?;
+    match mount.formatted {
+        Some(Formatted::Blank) => defmt::info!("store: blank, formatted"),
+        Some(Formatted::Unreadable) => {
+            defmt::error!("store: CORRUPT no valid bank header, formatted")
+        }
+        None => {}
+    }
+    if mount.stray_bytes > 0 {
+        defmt::error!(
+            "store: CORRUPT stray_bytes={} after the log",
+            mount.stray_bytes
+        );
+    }
+    if mount.interrupted_rewrite {
+        defmt::info!("store: a cut-short compaction in the other bank, ignored");
+    }
+    let (log, restored) = LeaseLog::open(journal, table)
+        .map_err(|e| {
+            defmt::warn!(
+                "store: replay failed ({}), leases in RAM only",
+                Debug2Format(&e)
+            )
+        })
+        .ok()?;
+    let replay = restored.replay;
+    if replay.torn_bytes > FRAME {
+        // A cut tears at most the last frame; more means a bad frame mid-log.
+        defmt::error!(
+            "store: CORRUPT torn_bytes={} (more than one frame)",
+            replay.torn_bytes
+        );
+    }
+    defmt::info!(
+        "store: mounted bank={} seq={} records={} torn_bytes={} compacted={} leases={} dropped={}",
+        mount.bank,
+        mount.seq,
+        replay.records,
+        replay.torn_bytes,
+        restored.compacted,
+        restored.leases,
+        restored.dropped
+    );
+    for l in table.iter() {
+        defmt::info!(
+            "store: lease mac={} ip={} state={} expires={}",
+            Display2Format(&l.mac),
+            Display2Format(&l.ip),
+            Debug2Format(&l.state),
+            l.expires
+        );
+    }
+    Some(log)
+}
+
+/// Persists `lease` (held by `table` already) before its reply goes out. A failure is
+/// logged; the lease stays in RAM and the next compaction writes it.
+pub fn record(log: &mut Log, lease: &Lease, table: &LeaseTable<'_>) {
+    let before = log.records();
+    match log.record(lease, table) {
+        Ok(()) if log.records() <= before => {
+            defmt::info!("store: compacted leases={}", log.records())
+        }
+        Ok(()) => {}
+        Err(e) => defmt::warn!("store: write failed ({})", Debug2Format(&e)),
+    }
+}
