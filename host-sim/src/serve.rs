@@ -67,7 +67,7 @@ pub fn run(
 }
 
 /// What this appliance serves, for its hello (BMCs over IPMI only: no Redfish in `serve` yet).
-fn capabilities(config: &Config) -> Capabilities {
+pub fn capabilities(config: &Config) -> Capabilities {
     let dhcp = match config.mode {
         Mode::Full => Capabilities::DHCP_SERVER,
         Mode::Proxy => Capabilities::PROXY_DHCP,

@@ -130,7 +130,7 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
         )));
     }
     let last_acked_seq = store
-        .hello(appliance, &hello.firmware_version, now())
+        .hello(appliance, &hello, now())
         .map_err(|e| TunnelError::Refused(e.to_string()))?;
     let live = tunnels.register(appliance);
     conn.queue(&ToAppliance::Welcome(Welcome {

@@ -78,6 +78,7 @@ fuzz_target!(|data: &[u8]| {
             firmware_version: heapless::String::new(),
             capabilities: Capabilities(0),
             command_window: 0,
+            boot_id: 1,
         },
         CommandFilter::new(),
     );

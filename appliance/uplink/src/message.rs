@@ -83,6 +83,10 @@ pub struct Hello {
     pub capabilities: Capabilities,
     /// How many commands the provider may have outstanding (sent, no result applied yet).
     pub command_window: u16,
+    /// Drawn at random when the appliance starts. A new one tells the provider that the
+    /// appliance's tables held only in memory (boot targets, BMC credentials) are empty, so
+    /// it sends them again.
+    pub boot_id: u64,
 }
 
 /// The provider's answer to [`Hello`].

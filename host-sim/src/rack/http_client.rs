@@ -1,11 +1,12 @@
 //! A simulated machine's HTTP client, as iPXE behaves: one keep-alive connection, the
-//! script first, then the kernel and initrd it names.
+//! script first, then what it names: a kernel and initrd, a script to chain, or `exit`.
 
 use std::collections::VecDeque;
 
 use smoltcp::socket::tcp;
 
 use super::Digest;
+use super::machine::Booted;
 
 /// The response being read.
 #[derive(Default)]
@@ -24,10 +25,19 @@ pub struct HttpClient {
     current: Option<Response>,
     /// Every file fetched: path, size and digest.
     pub fetched: Vec<(String, usize, Digest)>,
-    pub done: bool,
+    kernel: bool,
+    /// Set once the chain has ended.
+    pub booted: Option<Booted>,
 }
 
 impl HttpClient {
+    /// Whether `url` is on `server` (the rack follows nothing off the segment).
+    pub fn on_server(url: &str, server: std::net::Ipv4Addr) -> bool {
+        let host = url.strip_prefix("http://").map(|r| r.split('/').next());
+        let ip = host.flatten().map(|h| h.split(':').next().unwrap_or(h));
+        ip.and_then(|ip| ip.parse().ok()) == Some(server)
+    }
+
     /// Starts with the script URL from DHCP (`http://HOST/PATH`).
     pub fn new(url: &str) -> Result<HttpClient, String> {
         let rest = url
@@ -39,7 +49,8 @@ impl HttpClient {
             queue: VecDeque::from([format!("/{path}")]),
             current: None,
             fetched: Vec::new(),
-            done: false,
+            kernel: false,
+            booted: None,
         })
     }
 
@@ -95,22 +106,36 @@ impl HttpClient {
             let script = String::from_utf8_lossy(&r.body).into_owned();
             for line in script.lines() {
                 let mut words = line.split_whitespace();
-                if let (Some("kernel" | "initrd" | "chain"), Some(url)) =
-                    (words.next(), words.next())
-                {
-                    let path = url
-                        .strip_prefix("http://")
-                        .and_then(|u| u.split_once('/'))
-                        .map(|(_, p)| p);
-                    self.queue.push_back(format!(
-                        "/{}",
-                        path.ok_or_else(|| format!("bad URL {url}"))?
-                    ));
+                match (words.next(), words.next()) {
+                    (Some("exit"), _) => self.booted = Some(Booted::Disk),
+                    (Some("chain"), Some(url))
+                        if !url.starts_with(&format!("http://{}/", self.host)) =>
+                    {
+                        self.booted = Some(Booted::Chain(url.to_owned()));
+                    }
+                    (Some(verb @ ("kernel" | "initrd" | "chain")), Some(url)) => {
+                        self.kernel |= verb == "kernel";
+                        let path = url
+                            .strip_prefix("http://")
+                            .and_then(|u| u.split_once('/'))
+                            .map(|(_, p)| p);
+                        self.queue.push_back(format!(
+                            "/{}",
+                            path.ok_or_else(|| format!("bad URL {url}"))?
+                        ));
+                    }
+                    _ => {}
                 }
             }
         }
         self.fetched.push((r.path, r.read, r.digest));
-        self.done = self.queue.is_empty();
+        if self.booted.is_none() && self.queue.is_empty() {
+            self.booted = Some(if self.kernel {
+                Booted::Kernel
+            } else {
+                return Err("the script boots nothing".into());
+            });
+        }
         Ok(())
     }
 }

@@ -1,6 +1,8 @@
 //! A simulated rack machine: its NIC on the segment, its own smoltcp stack, and the boot
-//! chain PXE firmware and iPXE run: DHCP, TFTP for the iPXE binary, DHCP again, HTTP for
-//! the script, the kernel and the initrd.
+//! chain PXE firmware and iPXE run on every power-on: DHCP, TFTP for the iPXE binary, DHCP
+//! again, HTTP for the script and what it names. Boot order is network first, as in a rack
+//! the appliance provisions: the appliance's answer decides between its kernel, a chain
+//! elsewhere (an installer) and the disk.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
@@ -21,17 +23,31 @@ const DHCP_TIMEOUT_MS: u64 = 4000;
 const HTTP_PORT: u16 = 80;
 const HTTP_RETRY_MS: u64 = 1000;
 
+/// What a boot ended in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Booted {
+    /// The kernel and initrd the appliance serves (its agent mode while no agent URL is set).
+    Kernel,
+    /// An iPXE chain to a URL off the segment (an Image Factory installer), not followed.
+    Chain(String),
+    /// No boot offer, or the script's `exit`: the firmware went on to the disk.
+    Disk,
+}
+
 enum Phase {
+    Off,
     Dhcp,
     Tftp(TftpClient),
     Http(HttpClient),
-    Booted,
+    Up,
     Failed(String),
 }
 
 pub struct Machine {
     pub mac: MacAddr,
+    pub uuid: Uuid,
     pub firmware: Firmware,
+    seed: u64,
     nic: Nic,
     iface: Interface,
     sockets: SocketSet<'static>,
@@ -43,17 +59,23 @@ pub struct Machine {
     dhcp_tries: u32,
     http_retry_at: u64,
     phase: Phase,
+    /// When the current (or last) boot started.
     pub powered_on: u64,
+    /// When the first boot ended (the boot storm's measure).
     pub booted_at: Option<u64>,
+    /// Every boot that ended, with when it ended.
+    pub boots: Vec<(u64, Booted)>,
     pub firmware_file: Option<String>,
     pub script: Option<String>,
     pub ip: Option<Ipv4Addr>,
     pub retries: u32,
+    /// What the last boot fetched over HTTP and TFTP.
     pub http: Vec<(String, usize, super::Digest)>,
     pub tftp: Option<(String, super::Digest)>,
 }
 
 impl Machine {
+    /// A machine that powers on at `powered_on` (virtual or real milliseconds).
     pub fn new(
         mac: MacAddr,
         uuid: Uuid,
@@ -74,37 +96,47 @@ impl Machine {
             tcp::SocketBuffer::new(vec![0; 64 * 1024]),
             tcp::SocketBuffer::new(vec![0; 2048]),
         ));
-        Machine {
+        let mut machine = Machine {
             mac,
+            uuid,
             firmware,
+            seed,
             nic,
             iface,
             sockets,
             udp,
             tcp,
-            local_port: 49152 + (seed % 16000) as u16,
+            local_port: 0,
             dhcp: DhcpClient::new(mac, uuid, firmware, seed as u32),
-            dhcp_deadline: powered_on,
+            dhcp_deadline: 0,
             dhcp_tries: 0,
             http_retry_at: 0,
-            phase: Phase::Dhcp,
+            phase: Phase::Off,
             powered_on,
             booted_at: None,
+            boots: Vec::new(),
             firmware_file: None,
             script: None,
             ip: None,
             retries: 0,
             http: Vec::new(),
             tftp: None,
-        }
+        };
+        machine.power_on(powered_on);
+        machine
     }
 
     pub fn port(&self) -> usize {
         self.nic.port()
     }
 
-    pub fn finished(&self) -> bool {
-        matches!(self.phase, Phase::Booted | Phase::Failed(_))
+    /// Not in the middle of a boot: up, off or failed.
+    pub fn settled(&self) -> bool {
+        matches!(self.phase, Phase::Off | Phase::Up | Phase::Failed(_))
+    }
+
+    pub fn is_on(&self) -> bool {
+        !matches!(self.phase, Phase::Off)
     }
 
     pub fn failure(&self) -> Option<&str> {
@@ -114,17 +146,44 @@ impl Machine {
         }
     }
 
+    /// Power-on or reset: the firmware starts the boot chain at `at`, from a fresh stack (a
+    /// new local port, so nothing of the last boot's connections is taken for this one's).
+    pub fn power_on(&mut self, at: u64) {
+        self.sockets.get_mut::<tcp::Socket>(self.tcp).abort();
+        self.sockets.get_mut::<udp::Socket>(self.udp).close();
+        let boot = self.boots.len() as u64;
+        self.local_port = 49152 + ((self.seed + boot * 7919) % 16000) as u16;
+        self.dhcp = DhcpClient::new(
+            self.mac,
+            self.uuid,
+            self.firmware,
+            (self.seed as u32).wrapping_add(boot as u32 * 0x1000),
+        );
+        self.dhcp_deadline = at;
+        self.dhcp_tries = 0;
+        self.http_retry_at = 0;
+        self.powered_on = at;
+        self.phase = Phase::Dhcp;
+    }
+
+    /// The power is cut: whatever was in flight is lost.
+    pub fn power_off(&mut self) {
+        self.phase = Phase::Off;
+    }
+
     /// Runs the machine at `now_ms`; returns when it next needs to run.
     pub fn poll(&mut self, now_ms: u64, server: Ipv4Addr) -> u64 {
+        if !self.is_on() {
+            while self.nic.take().is_some() {}
+            return u64::MAX;
+        }
         let now = Instant::from_millis(now_ms as i64);
-        if let Err(why) = self.step(now_ms, server) {
-            self.phase = Phase::Failed(why);
+        for _ in 0..2 {
+            if let Err(why) = self.step(now_ms, server) {
+                self.phase = Phase::Failed(why);
+            }
+            self.iface.poll(now, &mut self.nic, &mut self.sockets);
         }
-        self.iface.poll(now, &mut self.nic, &mut self.sockets);
-        if let Err(why) = self.step(now_ms, server) {
-            self.phase = Phase::Failed(why);
-        }
-        self.iface.poll(now, &mut self.nic, &mut self.sockets);
         let stack = self
             .iface
             .poll_delay(now, &self.sockets)
@@ -136,6 +195,12 @@ impl Machine {
             _ => u64::MAX,
         };
         stack.min(own).max(now_ms + 1)
+    }
+
+    fn up(&mut self, now_ms: u64, booted: Booted) {
+        self.booted_at.get_or_insert(now_ms);
+        self.boots.push((now_ms, booted));
+        self.phase = Phase::Up;
     }
 
     fn step(&mut self, now_ms: u64, server: Ipv4Addr) -> Result<(), String> {
@@ -197,11 +262,10 @@ impl Machine {
                         .map_err(|e| format!("connect: {e}"))?;
                 }
                 client.poll(socket)?;
-                if client.done {
+                if let Some(booted) = client.booted.take() {
                     self.http = std::mem::take(&mut client.fetched);
                     socket.close();
-                    self.booted_at = Some(now_ms);
-                    self.phase = Phase::Booted;
+                    self.up(now_ms, booted);
                 }
             }
             _ => {}
@@ -246,7 +310,10 @@ impl Machine {
             self.nic.set_ip(bound.ip);
             self.ip = Some(bound.ip);
         }
-        let file = bound.file.ok_or("no boot file offered")?;
+        let Some(file) = bound.file else {
+            self.up(now_ms, Booted::Disk);
+            return Ok(());
+        };
         self.phase = match bound.stage {
             Stage::Firmware => {
                 self.firmware_file = Some(file.clone());
@@ -267,6 +334,11 @@ impl Machine {
             }
             Stage::Ipxe => {
                 self.script = Some(file.clone());
+                if !HttpClient::on_server(&file, bound.server) {
+                    // Somewhere off the segment (an installer): the rack does not follow.
+                    self.up(now_ms, Booted::Chain(file));
+                    return Ok(());
+                }
                 Phase::Http(HttpClient::new(&file)?)
             }
         };

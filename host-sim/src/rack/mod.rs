@@ -1,21 +1,33 @@
-//! `host-sim rack`: an in-process simulated rack. Machines power on at random moments and
-//! PXE-boot from the appliance over a simulated Ethernet segment (delay, jitter and loss
-//! injectable): DHCP, TFTP for the iPXE binary, DHCP as iPXE, HTTP for the script, the
-//! kernel and the initrd. The appliance side is the same `Runtime` that `serve` runs on a
-//! TAP device; each machine has its own smoltcp stack. Time is virtual, and everything is
-//! deterministic for a given `--seed`.
+//! `host-sim rack`: an in-process simulated rack. The appliance's runtime (the same one
+//! `serve` runs on a TAP device) sits on a simulated Ethernet segment (delay, jitter and
+//! loss injectable) with the rack's machines, each with its own smoltcp stack and a PXE
+//! client, their BMCs, and a gateway to the provider.
+//!
+//! - The main job ([`lifecycle`]): the provider runs in-process, the appliance enrolls and
+//!   tunnels to it, and every machine goes through Omni's static-provider lifecycle, driven
+//!   by the provider through the appliance's IPMI client and the machines' BMCs. Real time.
+//! - `--boot-only` ([`storm`]): every machine PXE-boots once, checked byte for byte, in
+//!   virtual time (a boot storm of a thousand machines takes seconds).
 
+mod bmc_host;
 mod dhcp_client;
+mod gateway;
 mod http_client;
+mod lifecycle;
 mod machine;
+mod provider;
+mod scenario;
 mod segment;
+mod storm;
 mod tftp_client;
 
+use std::cell::RefCell;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::collections::{BinaryHeap, HashMap};
 use std::io;
 use std::net::Ipv4Addr;
-use std::time::Instant as WallClock;
+use std::path::PathBuf;
+use std::rc::Rc;
 
 use appliance::assets::StaticAssets;
 use appliance::dhcp::{Config, Mode, Subnet};
@@ -25,16 +37,19 @@ use clap::Args;
 use smoltcp::time::Instant;
 
 use crate::runtime::{Runtime, Settings};
+use bmc_host::BmcHost;
 use dhcp_client::Firmware;
+use gateway::Gateway;
 use machine::Machine;
-use segment::{Impairment, Segment};
+use segment::{Impairment, Nic, Segment};
 
 #[derive(Args)]
 pub struct RackArgs {
-    /// How many machines the rack holds.
+    /// How many machines the rack holds (at most 64 with the lifecycle: the appliance's BMC
+    /// table).
     #[arg(long, default_value_t = 48)]
     machines: usize,
-    /// Seed for power-on times, architectures, addresses and the segment's losses.
+    /// Seed for the machines' firmware, power-on times, addresses and the segment's losses.
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// One-way delay on the segment, in milliseconds.
@@ -50,144 +65,223 @@ pub struct RackArgs {
     /// scale with it).
     #[arg(long, default_value_t = 1024)]
     kernel_kib: usize,
+    /// Only PXE-boot every machine once, in virtual time, without the provider.
+    #[arg(long)]
+    boot_only: bool,
+    /// Cut the uplink tunnel this many times, at random moments of the lifecycle.
+    #[arg(long, default_value_t = 0)]
+    cuts: u32,
+    /// Print the appliance's log (every DHCP decision, transfer, uplink event) on stderr.
+    #[arg(long)]
+    verbose: bool,
+}
+
+pub fn run(args: &RackArgs) -> Result<(), String> {
+    if args.boot_only {
+        storm::run(args)
+    } else {
+        lifecycle::run(args)
+    }
 }
 
 const APPLIANCE: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
 /// Machines power on within this window.
 const POWER_ON_SPREAD_MS: u64 = 5_000;
-/// Virtual time after which a machine that has not booted counts as failed.
-const DEADLINE_MS: u64 = 600_000;
-/// Virtual start: 2026-01-01, so lease expiry arithmetic is realistic.
-const EPOCH_MS: u64 = 1_767_225_600_000;
 
-pub fn run(args: &RackArgs) -> Result<(), String> {
-    let wall = WallClock::now();
-    let mut rng = Rng(args.seed.max(1));
-    let impairment = Impairment {
-        delay_ms: args.delay_ms,
-        jitter_ms: args.jitter_ms,
-        loss_ppm: (args.loss.clamp(0.0, 1.0) * 1e6) as u32,
-    };
-    let segment = Segment::new(impairment, rng.next());
-    let files = boot_files(args.kernel_kib * 1024);
-    let expected: HashMap<&str, (usize, Digest)> = files
-        .iter()
-        .map(|(name, data)| (*name, (data.len(), Digest::of(data))))
-        .collect();
-    let store = StaticAssets::new(files);
+/// Who sits behind a segment port.
+#[derive(Clone, Copy)]
+enum Host {
+    Machine(usize),
+    /// The BMC of machine `i`.
+    Bmc(usize),
+    Gateway,
+}
 
-    let state_dir = std::env::temp_dir().join(format!("host-sim-rack-{}", std::process::id()));
-    let mac = MacAddr([0x02, 0x00, 10, 77, 0, 1]);
-    let mut nic = Segment::attach(&segment, mac, true);
-    let start = Instant::from_millis(EPOCH_MS as i64);
-    let settings = Settings {
-        ip: Ipv4Net::new(APPLIANCE, 16).ok_or("bad subnet")?,
-        mac,
-        gateway: None,
-        state_dir: state_dir.clone(),
-        max_leases: 2 * args.machines.max(1),
-        tftp_transfers: 128,
-        http_port: 80,
-        http_connections: 64,
-        script: ScriptConfig::new(APPLIANCE),
-        machine_boot: Vec::new(),
-        quiet: true,
-    };
-    let mut runtime = Runtime::new(settings, dhcp_config()?, store, &mut nic, start)
-        .map_err(|e| e.to_string())?;
+/// Everyone on the segment, stepped together; the caller owns the clock.
+pub struct Rack {
+    segment: Rc<RefCell<Segment>>,
+    nic: Nic,
+    runtime: Runtime<StaticAssets<'static>>,
+    machines: Vec<Machine>,
+    /// `bmcs[i]` powers `machines[i]` (none without the lifecycle).
+    bmcs: Vec<BmcHost>,
+    gateway: Option<Gateway>,
+    hosts: HashMap<usize, Host>,
+    wake: Vec<u64>,
+    timers: BinaryHeap<Reverse<(u64, usize)>>,
+    appliance_wake: u64,
+    gateway_wake: u64,
+    reached: Vec<usize>,
+    due: Vec<usize>,
+    /// Machines whose boot ended (or failed) in the last step.
+    settled: Vec<usize>,
+    state_dir: PathBuf,
+    /// The appliance's log: stderr with `--verbose`, else nowhere.
+    log: Box<dyn io::Write>,
+}
 
-    let mut machines: Vec<Machine> = (0..args.machines)
-        .map(|i| {
-            let firmware = Firmware::ALL[(rng.next() % 3) as usize];
-            let mut uuid = [0u8; 16];
-            uuid[..8].copy_from_slice(&rng.next().to_be_bytes());
-            uuid[8..].copy_from_slice(&(i as u64).to_be_bytes());
-            let n = (i as u32).to_be_bytes();
-            let mac = MacAddr([0x52, 0x54, n[0], n[1], n[2], n[3]]);
-            let powered_on = EPOCH_MS + rng.next() % POWER_ON_SPREAD_MS;
-            let nic = Segment::attach(&segment, mac, false);
-            Machine::new(mac, Uuid(uuid), firmware, rng.next(), nic, powered_on)
+impl Rack {
+    /// The segment, the appliance and `args.machines` machines powering on within
+    /// [`POWER_ON_SPREAD_MS`] of `start_ms`.
+    fn new(
+        args: &RackArgs,
+        rng: &mut Rng,
+        store: StaticAssets<'static>,
+        start_ms: u64,
+    ) -> Result<Rack, String> {
+        let impairment = Impairment {
+            delay_ms: args.delay_ms,
+            jitter_ms: args.jitter_ms,
+            loss_ppm: (args.loss.clamp(0.0, 1.0) * 1e6) as u32,
+        };
+        let segment = Segment::new(impairment, rng.next());
+        let state_dir = std::env::temp_dir().join(format!("host-sim-rack-{}", std::process::id()));
+        let mac = MacAddr([0x02, 0x00, 10, 77, 0, 1]);
+        let mut nic = Segment::attach(&segment, mac, true);
+        let settings = Settings {
+            ip: Ipv4Net::new(APPLIANCE, 16).ok_or("bad subnet")?,
+            mac,
+            gateway: None,
+            state_dir: state_dir.join("appliance"),
+            max_leases: 2 * args.machines.max(1),
+            tftp_transfers: 128,
+            http_port: 80,
+            http_connections: 64,
+            script: ScriptConfig::new(APPLIANCE),
+            machine_boot: Vec::new(),
+            quiet: !args.verbose,
+        };
+        let start = Instant::from_millis(start_ms as i64);
+        let runtime = Runtime::new(settings, dhcp_config()?, store, &mut nic, start)
+            .map_err(|e| e.to_string())?;
+        let machines: Vec<Machine> = (0..args.machines)
+            .map(|i| {
+                let firmware = Firmware::ALL[(rng.next() % 3) as usize];
+                let mut uuid = [0u8; 16];
+                uuid[..8].copy_from_slice(&rng.next().to_be_bytes());
+                uuid[8..].copy_from_slice(&(i as u64).to_be_bytes());
+                let n = (i as u32).to_be_bytes();
+                let mac = MacAddr([0x52, 0x54, n[0], n[1], n[2], n[3]]);
+                let powered_on = start_ms + rng.next() % POWER_ON_SPREAD_MS;
+                let nic = Segment::attach(&segment, mac, false);
+                Machine::new(mac, Uuid(uuid), firmware, rng.next(), nic, powered_on)
+            })
+            .collect();
+        let hosts = (machines.iter().enumerate())
+            .map(|(i, m)| (m.port(), Host::Machine(i)))
+            .collect();
+        let wake: Vec<u64> = machines.iter().map(|m| m.powered_on).collect();
+        let timers = (wake.iter().enumerate())
+            .map(|(i, &at)| Reverse((at, i)))
+            .collect();
+        Ok(Rack {
+            segment,
+            nic,
+            runtime,
+            machines,
+            bmcs: Vec::new(),
+            gateway: None,
+            hosts,
+            wake,
+            timers,
+            appliance_wake: start_ms,
+            gateway_wake: u64::MAX,
+            reached: Vec::new(),
+            due: Vec::new(),
+            settled: Vec::new(),
+            state_dir,
+            log: match args.verbose {
+                true => Box::new(io::stderr()),
+                false => Box::new(io::sink()),
+            },
         })
-        .collect();
-    let port_of: HashMap<usize, usize> = machines
-        .iter()
-        .enumerate()
-        .map(|(i, m)| (m.port(), i))
-        .collect();
-    let mut wake: Vec<u64> = machines.iter().map(|m| m.powered_on).collect();
-    let mut timers: BinaryHeap<Reverse<(u64, usize)>> = wake
-        .iter()
-        .enumerate()
-        .map(|(i, &at)| Reverse((at, i)))
-        .collect();
+    }
 
-    let mut now = EPOCH_MS;
-    let mut appliance_wake = now;
-    let mut reached = Vec::new();
-    let mut due = Vec::new();
-    let mut sink = io::sink();
-    let mut last_progress = 0;
-    let mut done = 0;
-    for _ in 0..50_000_000u64 {
-        if done == machines.len() || now > EPOCH_MS + DEADLINE_MS {
-            break;
-        }
-        let next_timer = timers.peek().map_or(u64::MAX, |Reverse((at, _))| *at);
-        let next_frame = segment.borrow().next_delivery().unwrap_or(u64::MAX);
-        now = now.max(next_timer.min(next_frame).min(appliance_wake));
-        reached.clear();
-        segment.borrow_mut().deliver(now, &mut reached);
-        due.clear();
-        while let Some(&Reverse((at, i))) = timers.peek() {
+    /// A new host's NIC on the segment.
+    fn attach(&mut self, mac: MacAddr, host: Host) -> Nic {
+        let nic = Segment::attach(&self.segment, mac, false);
+        self.hosts.insert(nic.port(), host);
+        nic
+    }
+
+    /// When anything on the segment next needs to run.
+    fn next_wake(&self) -> u64 {
+        let timer = self.timers.peek().map_or(u64::MAX, |Reverse((at, _))| *at);
+        let frame = self.segment.borrow().next_delivery().unwrap_or(u64::MAX);
+        timer
+            .min(frame)
+            .min(self.appliance_wake)
+            .min(self.gateway_wake)
+    }
+
+    /// Runs everything due at `now`: frames land, then the appliance, BMCs, the gateway
+    /// and machines run.
+    fn step(&mut self, now: u64) -> Result<(), String> {
+        self.reached.clear();
+        self.segment.borrow_mut().deliver(now, &mut self.reached);
+        self.due.clear();
+        while let Some(&Reverse((at, i))) = self.timers.peek() {
             if at > now {
                 break;
             }
-            timers.pop();
-            if wake[i] == at {
-                due.push(i);
+            self.timers.pop();
+            if self.wake[i] == at {
+                self.due.push(i);
             }
         }
-        if appliance_wake <= now || reached.contains(&nic.port()) {
-            let delay = runtime
-                .poll(Instant::from_millis(now as i64), &mut nic, &mut sink)
+        if self.appliance_wake <= now || self.reached.contains(&self.nic.port()) {
+            let delay = (self.runtime)
+                .poll(
+                    Instant::from_millis(now as i64),
+                    &mut self.nic,
+                    &mut self.log,
+                )
                 .map_err(|e| e.to_string())?;
-            appliance_wake = now + (delay.as_millis() as u64).max(1);
+            self.appliance_wake = now + (delay.as_millis() as u64).max(1);
         }
-        due.extend(reached.iter().filter_map(|p| port_of.get(p)));
-        due.sort_unstable();
-        due.dedup();
-        for &i in &due {
-            let m = &mut machines[i];
-            if m.finished() {
-                continue;
+        let mut gateway_due = self.gateway_wake <= now;
+        for port in &self.reached {
+            match self.hosts.get(port) {
+                Some(&Host::Machine(i)) => self.due.push(i),
+                Some(&Host::Bmc(i)) => {
+                    for event in self.bmcs[i].poll(now) {
+                        let m = &mut self.machines[i];
+                        match event {
+                            sim_bmc::ChassisEvent::PowerOff => m.power_off(),
+                            _ => m.power_on(now),
+                        }
+                        self.due.push(i);
+                    }
+                }
+                Some(Host::Gateway) => gateway_due = true,
+                None => {}
             }
+        }
+        if let Some(gateway) = self.gateway.as_mut().filter(|g| gateway_due || g.busy()) {
+            self.gateway_wake = gateway.poll(now);
+        }
+        self.due.sort_unstable();
+        self.due.dedup();
+        self.settled.clear();
+        for &i in &self.due {
+            let m = &mut self.machines[i];
+            let was = m.settled();
             let at = m.poll(now, APPLIANCE);
-            if m.finished() {
-                done += 1;
-            } else {
-                wake[i] = at;
-                timers.push(Reverse((at, i)));
+            if m.settled() && !was {
+                self.settled.push(i);
+            }
+            if at != u64::MAX {
+                self.wake[i] = at;
+                self.timers.push(Reverse((at, i)));
             }
         }
-        if done * 10 / machines.len().max(1) > last_progress {
-            last_progress = done * 10 / machines.len();
-            eprintln!(
-                "rack: {done}/{} machines through (virtual t={} ms)",
-                machines.len(),
-                now - EPOCH_MS
-            );
-        }
+        Ok(())
     }
-    let _ = std::fs::remove_dir_all(&state_dir);
-    let (sent, lost) = {
-        let s = segment.borrow();
-        (s.sent, s.lost)
-    };
-    let failures = report(&machines, &expected, runtime.dhcp().stats().acks, wall);
-    println!("segment: {sent} frames sent, {lost} lost");
-    match failures {
-        0 => Ok(()),
-        n => Err(format!("{n} machines did not boot as expected")),
+}
+
+impl Drop for Rack {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.state_dir);
     }
 }
 
@@ -221,98 +315,6 @@ fn boot_files(kernel: usize) -> &'static [(&'static str, &'static [u8])] {
         file("initrd.img", kernel / 2),
     ];
     Box::leak(files.into_boxed_slice())
-}
-
-fn expected_firmware_file(f: Firmware) -> &'static str {
-    match f {
-        Firmware::Bios => "undionly.kpxe",
-        Firmware::UefiX64 => "ipxe.efi",
-        Firmware::UefiArm64 => "ipxe-arm64.efi",
-    }
-}
-
-/// Checks every machine got what its firmware needs, byte-exact, and prints the summary;
-/// returns how many machines failed.
-fn report(
-    machines: &[Machine],
-    expected: &HashMap<&str, (usize, Digest)>,
-    acks: u32,
-    wall: WallClock,
-) -> usize {
-    let script = format!("http://{APPLIANCE}/boot.ipxe");
-    let mut rows: BTreeMap<Firmware, (usize, usize, u32)> = BTreeMap::new();
-    let mut failures = 0;
-    for m in machines {
-        let tftp_ok = m.tftp.as_ref().is_some_and(|(name, digest)| {
-            name == expected_firmware_file(m.firmware)
-                && expected
-                    .get(name.as_str())
-                    .is_some_and(|(_, d)| d == digest)
-        });
-        let http_ok = ["/boot.ipxe", "/vmlinuz", "/initrd.img"].iter().all(|p| {
-            m.http.iter().any(|(path, len, digest)| {
-                path == p
-                    && (p.ends_with(".ipxe")
-                        || expected
-                            .get(&p[1..])
-                            .is_some_and(|(l, d)| l == len && d == digest))
-            })
-        });
-        let ok = m.booted_at.is_some()
-            && tftp_ok
-            && http_ok
-            && m.script.as_deref() == Some(script.as_str());
-        let row = rows.entry(m.firmware).or_default();
-        row.0 += 1;
-        row.2 += m.retries;
-        if ok {
-            row.1 += 1;
-        } else {
-            failures += 1;
-            eprintln!(
-                "rack: machine {} ({}) failed: {} (firmware file {:?}, script {:?}, fetched {:?})",
-                m.mac,
-                m.firmware.name(),
-                m.failure().unwrap_or("did not finish"),
-                m.firmware_file,
-                m.script,
-                m.http.iter().map(|(p, l, _)| (p, l)).collect::<Vec<_>>()
-            );
-        }
-    }
-    println!(
-        "{:<12} {:>8} {:>8} {:>8}  {:<16} then",
-        "firmware", "machines", "booted", "retries", "first stage"
-    );
-    for (f, (n, ok, retries)) in &rows {
-        println!(
-            "{:<12} {n:>8} {ok:>8} {retries:>8}  {:<16} {script} -> vmlinuz, initrd.img",
-            f.name(),
-            expected_firmware_file(*f)
-        );
-    }
-    let mut times: Vec<u64> = machines
-        .iter()
-        .filter_map(|m| Some(m.booted_at? - m.powered_on))
-        .collect();
-    times.sort_unstable();
-    let addresses: Vec<_> = machines.iter().filter_map(|m| m.ip).collect();
-    let distinct: HashSet<_> = addresses.iter().collect();
-    println!(
-        "booted {}/{}; distinct addresses {}/{}; DHCP ACKs {acks}",
-        machines.len() - failures,
-        machines.len(),
-        distinct.len(),
-        addresses.len()
-    );
-    if let (Some(min), Some(max)) = (times.first(), times.last()) {
-        println!(
-            "time to boot (virtual): min {min} ms, median {} ms, max {max} ms; wall time {} ms",
-            times[times.len() / 2],
-            wall.elapsed().as_millis()
-        );
-    }
-    failures + (addresses.len() - distinct.len())
 }
 
 /// FNV-1a over a byte stream: enough to tell a file arrived intact.

@@ -6,7 +6,8 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::Path;
 
 use appliance::assets::AssetStore;
-use appliance::dhcp::wire::{CLIENT_PORT, PROXY_PORT, SERVER_PORT};
+use appliance::dhcp::pxe::ClientKind;
+use appliance::dhcp::wire::{CLIENT_PORT, MessageType, PROXY_PORT, SERVER_PORT};
 use appliance::dhcp::{Config, Datagram, Destination, Lease, LeaseState, LeaseTable, Server, Slot};
 use appliance::frame::UdpFrame;
 use appliance::journal::Journal;
@@ -103,6 +104,15 @@ impl DhcpPort {
                         mac: d.mac,
                         uuid: d.uuid,
                         arch: d.arch,
+                    });
+                }
+                // iPXE told to chain a URL: all the appliance sees of a boot served elsewhere.
+                if let (ClientKind::Ipxe, Some(MessageType::Ack), Some(file)) =
+                    (d.kind, d.reply, &d.file)
+                {
+                    cx.observed.push(Observation::Chain {
+                        mac: d.mac,
+                        url: file.as_str().into(),
                     });
                 }
                 if let Some(lease) = outcome.change {

@@ -92,6 +92,8 @@ pub struct UplinkPort {
     saved: Saved,
     /// Log lines for events queued since the outbox was last stored (written after it).
     queued: Vec<String>,
+    /// This start's [`Hello::boot_id`].
+    boot_id: u64,
 }
 
 impl UplinkPort {
@@ -133,6 +135,11 @@ impl UplinkPort {
             applied: Applied::default(),
             saved: Saved::default(),
             queued: Vec::new(),
+            boot_id: {
+                let mut r = [0u8; 8];
+                getrandom::fill(&mut r).map_err(io::Error::other)?;
+                u64::from_le_bytes(r)
+            },
         };
         if let Some(id) = identity {
             let restored = port.dir.load_outbox()?;
@@ -222,6 +229,7 @@ impl UplinkPort {
             firmware_version: env!("CARGO_PKG_VERSION").try_into().unwrap_or_default(),
             capabilities: self.capabilities,
             command_window: 0,
+            boot_id: self.boot_id,
         };
         let filter = self.dir.load_filter()?;
         self.session = Some(Box::new(match restored {

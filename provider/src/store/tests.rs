@@ -1,6 +1,6 @@
 use std::path::PathBuf;
 
-use uplink::{CommandResult, Event, Mac, MachineSeen, Outcome, Sequenced, Uuid};
+use uplink::{Command, CommandResult, Event, Mac, MachineSeen, Outcome, Sequenced, Uuid};
 
 use super::*;
 use crate::model::{Acceptance, Change};
@@ -29,6 +29,27 @@ fn seen(seq: u64, mac: u8, uuid: Option<u8>) -> Sequenced {
     }
 }
 
+fn hello(boot_id: u64) -> uplink::Hello {
+    uplink::Hello {
+        protocol: 0,
+        appliance_id: "1".try_into().unwrap(),
+        firmware_version: "fw".try_into().unwrap(),
+        capabilities: uplink::Capabilities(0),
+        command_window: 0,
+        boot_id,
+    }
+}
+
+fn done(seq: u64, id: u64) -> Sequenced {
+    Sequenced {
+        seq,
+        event: Event::CommandResult(CommandResult {
+            command_id: id,
+            outcome: Outcome::Done,
+        }),
+    }
+}
+
 #[test]
 fn reopen_finds_everything() {
     let d = dir("reopen");
@@ -52,7 +73,7 @@ fn reopen_finds_everything() {
     assert_eq!(machines.len(), 1, "re-keyed by UUID, not duplicated");
     assert_eq!(machines[0].key.0, "09090909-0909-0909-0909-090909090909");
     assert_eq!(machines[0].acceptance, Acceptance::Accepted);
-    assert_eq!(store.hello(a, "fw", 200).unwrap(), 2);
+    assert_eq!(store.hello(a, &hello(1), 200).unwrap(), 2);
     assert!(!store.outstanding(a).unwrap().is_empty());
     store.redeem_token(&secret, 500).unwrap();
 }
@@ -86,7 +107,7 @@ fn enrollment_and_revocation() {
     store.revoke_appliance(a).unwrap();
     assert!(store.appliance(a).unwrap().revoked);
     assert!(
-        store.hello(a, "fw", 1).is_err(),
+        store.hello(a, &hello(1), 1).is_err(),
         "a revoked appliance gets no welcome"
     );
 }
@@ -130,15 +151,8 @@ fn results_resolve_once() {
         out,
         "nothing twice while in flight"
     );
-    let result = |seq, id| Sequenced {
-        seq,
-        event: Event::CommandResult(CommandResult {
-            command_id: id,
-            outcome: Outcome::Done,
-        }),
-    };
     store
-        .apply_events(a, &[result(2, 1), result(3, 1), result(4, 2)], 1)
+        .apply_events(a, &[done(2, 1), done(3, 1), done(4, 2)], 1)
         .unwrap();
     assert!(store.outstanding(a).unwrap().is_empty());
     let commands = store.commands(a).unwrap();
@@ -147,5 +161,37 @@ fn results_resolve_once() {
     assert!(
         store.outstanding(a).unwrap().is_empty(),
         "confirmed: nothing more to do"
+    );
+}
+
+#[test]
+fn a_restarted_appliance_is_sent_its_tables_again() {
+    let store = open(&dir("restart"));
+    let a = store.register_appliance("fa", "a").unwrap();
+    store.hello(a, &hello(7), 1).unwrap();
+    store.apply_events(a, &[seen(1, 1, None)], 1).unwrap();
+    store.reconcile(a, None, 1).unwrap();
+    store.apply_events(a, &[done(2, 1), done(3, 2)], 1).unwrap();
+    store.reconcile(a, None, 1).unwrap();
+    assert!(store.outstanding(a).unwrap().is_empty(), "all delivered");
+
+    store.hello(a, &hello(7), 2).unwrap();
+    store.reconcile(a, None, 2).unwrap();
+    assert!(
+        store.outstanding(a).unwrap().is_empty(),
+        "a reconnect of the same run keeps what was delivered"
+    );
+    store.hello(a, &hello(8), 3).unwrap();
+    store.reconcile(a, None, 3).unwrap();
+    let again: Vec<_> = store.outstanding(a).unwrap();
+    assert!(
+        matches!(
+            again[..],
+            [
+                (_, Command::SetBootTarget { .. }),
+                (_, Command::ConfigUpdate(_))
+            ]
+        ),
+        "after a restart the boot target and config go again: {again:?}"
     );
 }

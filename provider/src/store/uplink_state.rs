@@ -28,6 +28,28 @@ pub(super) fn create_tables(tx: &WriteTransaction) -> Result<()> {
     Ok(())
 }
 
+/// Appliance `id` restarted: what its machines were sent is gone from its memory (the
+/// power cycles they were sent into are not: those happened).
+fn forget_delivered(tx: &WriteTransaction, id: ApplianceId) -> Result<()> {
+    for key in rack_machines(tx, id)? {
+        if let Some(mut m) = get_machine(tx, &key)? {
+            m.delivered.boot = None;
+            m.delivered.bmc_revision = 0;
+            m.delivered.power_attempt = None;
+            put_machine(tx, &m)?;
+        }
+    }
+    Ok(())
+}
+
+/// The keys of appliance `id`'s machines.
+fn rack_machines(tx: &WriteTransaction, id: ApplianceId) -> Result<Vec<MachineKey>> {
+    let table = tx.open_table(RACKS)?;
+    let rows = table.range((id.0, "")..(id.0 + 1, ""))?;
+    rows.map(|r| Ok(MachineKey(r?.0.value().1.to_string())))
+        .collect()
+}
+
 /// One appliance's uplink state.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Link {
@@ -42,6 +64,9 @@ pub struct Link {
     pub refused_events: u64,
     /// The appliance configuration it has confirmed.
     pub config_delivered: Option<uplink::Config>,
+    /// The appliance's [`uplink::Hello::boot_id`] at its last hello.
+    #[serde(default)]
+    pub boot_id: Option<u64>,
 }
 
 /// A command issued to an appliance.
@@ -117,17 +142,28 @@ fn describe(what: &Served) -> String {
 
 impl Store {
     /// A tunnel's hello: records the firmware and returns the last applied event number
-    /// (the welcome's), or an error if the appliance is unknown or revoked.
-    pub fn hello(&self, id: ApplianceId, firmware: &str, now: u64) -> Result<u64> {
+    /// (the welcome's), or an error if the appliance is unknown or revoked. After the
+    /// appliance restarted (a new `boot_id`), nothing held in its memory counts as delivered
+    /// any more, so the next reconcile sends boot targets, BMC credentials and the
+    /// configuration again.
+    pub fn hello(&self, id: ApplianceId, hello: &uplink::Hello, now: u64) -> Result<u64> {
         let tx = self.db.begin_write()?;
         let mut appliance = get_appliance(&tx, id)?;
         if appliance.revoked {
             return Err(StoreError::Invalid(format!("appliance {id} is revoked")));
         }
-        appliance.firmware = Some(firmware.to_string());
+        appliance.firmware = Some(hello.firmware_version.to_string());
         appliance.last_seen = Some(now);
         put_appliance(&tx, &appliance)?;
-        let link = get_link(&tx, id)?;
+        let mut link = get_link(&tx, id)?;
+        if link.boot_id != Some(hello.boot_id) {
+            if link.boot_id.is_some() {
+                forget_delivered(&tx, id)?;
+                link.config_delivered = None;
+            }
+            link.boot_id = Some(hello.boot_id);
+            put_link(&tx, id, &link)?;
+        }
         tx.commit()?;
         Ok(link.last_applied_seq)
     }
@@ -180,12 +216,7 @@ impl Store {
         let (busy, config_busy) = busy_kinds(&tx, id)?;
         let keys: Vec<MachineKey> = match only {
             Some(keys) => keys.iter().cloned().collect(),
-            None => {
-                let table = tx.open_table(RACKS)?;
-                let rows = table.range((id.0, "")..(id.0 + 1, ""))?;
-                rows.map(|r| Ok(MachineKey(r?.0.value().1.to_string())))
-                    .collect::<Result<_>>()?
-            }
+            None => rack_machines(&tx, id)?,
         };
         let mut issued = 0;
         for key in keys {

@@ -62,6 +62,7 @@ impl Appliance {
             firmware_version: String::try_from("test-1").unwrap(),
             capabilities: Capabilities(Capabilities::IPMI),
             command_window: 0,
+            boot_id: 1,
         };
         Appliance {
             session: Session::new(hello, CommandFilter::new()),

@@ -27,6 +27,7 @@ pub fn hello() -> Hello {
         firmware_version: s("0.1.0"),
         capabilities: Capabilities(Capabilities::DHCP_SERVER | Capabilities::IPMI),
         command_window: 8,
+        boot_id: 1,
     }
 }
 
@@ -180,6 +181,7 @@ pub fn largest() -> (Vec<ToProvider>, Vec<ToAppliance>) {
             firmware_version: full(),
             capabilities: Capabilities(u32::MAX),
             command_window: u16::MAX,
+            boot_id: u64::MAX,
         }),
         ToProvider::Event(Sequenced {
             seq: u64::MAX,

@@ -164,6 +164,7 @@ mod tests {
             firmware_version: "0".try_into().unwrap(),
             capabilities: Capabilities(0),
             command_window: 0,
+            boot_id: 1,
         };
         Session::new(hello, CommandFilter::default())
     }

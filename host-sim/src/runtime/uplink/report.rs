@@ -25,6 +25,9 @@ pub enum Observation {
     },
     /// A lease change the DHCP server journaled.
     Lease(Lease),
+    /// iPXE was handed a URL to chain in a DHCPACK (the appliance's own script is reported
+    /// when it is fetched; any other URL, an installer's say, is served elsewhere).
+    Chain { mac: MacAddr, url: String },
     /// A TFTP transfer acknowledged to the last block.
     Tftp { peer: Ipv4Addr, name: String },
     /// An HTTP GET answered with its whole body (`target` as requested, query included).
@@ -80,6 +83,11 @@ impl Reporter {
                     ip: Ipv4(l.ip.octets()),
                     expires,
                 }))
+            }
+            Observation::Chain { mac, url } => {
+                let own = url.starts_with(&format!("{}/{}", self.http_base, self.script_path));
+                let what = Served::Script(url.as_str().try_into().ok()?);
+                (!own).then(|| served(mac, what, now)).flatten()
             }
             Observation::Tftp { peer, name } => {
                 let what = Served::TftpFile(name.as_str().try_into().ok()?);

@@ -1,0 +1,258 @@
+//! The main job: the provider in-process, the appliance enrolled with it through the rack's
+//! gateway, a BMC per machine, and every machine played through [`super::scenario`] in real
+//! time (the provider's clocks are real). Prints a progress line every few seconds and a
+//! summary; fails if any machine did not get through, an event was refused or a command
+//! was left without a result.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use appliance::assets::StaticAssets;
+use appliance::net::MacAddr;
+use sim_bmc::{Bmc, Chassis, Suite, User};
+
+use super::bmc_host::BmcHost;
+use super::gateway::Gateway;
+use super::provider::InProcess;
+use super::scenario::{BMC_PASSWORD, BMC_USER, Stage, Track};
+use super::storm::{boot_intact, digests};
+use super::{Host, Rack, RackArgs, Rng, boot_files};
+
+/// The gateway's address on the segment: the provider's name in the token.
+const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 254);
+/// The whole run's bound.
+const DEADLINE: Duration = Duration::from_secs(900);
+const PROGRESS_EVERY: Duration = Duration::from_secs(3);
+/// How often the scenario reads the provider's records.
+const ADVANCE_EVERY: Duration = Duration::from_millis(100);
+/// The appliance's BMC table (`runtime::power::BMCS`).
+const MAX_MACHINES: usize = 64;
+
+pub fn run(args: &RackArgs) -> Result<(), String> {
+    if args.machines == 0 || args.machines > MAX_MACHINES {
+        return Err(format!(
+            "--machines {}: the lifecycle drives 1 to {MAX_MACHINES} machines (the appliance's BMC table); --boot-only takes more",
+            args.machines
+        ));
+    }
+    let started = Instant::now();
+    let mut rng = Rng(args.seed.max(1));
+    let files = boot_files(args.kernel_kib * 1024);
+    let expected = digests(files);
+    let mut rack = Rack::new(args, &mut rng, StaticAssets::new(files), unix_ms())?;
+    let provider = InProcess::start(&rack.state_dir.join("provider"), &GATEWAY.to_string())?;
+    println!(
+        "rack: provider API at http://{} (try `cargo run -p provider -- machines --api http://{}`)",
+        provider.api, provider.api
+    );
+    rack.add_gateway(provider.listen, unix_ms());
+    rack.add_bmcs(unix_ms());
+    rack.open_uplink(provider.token.clone())?;
+
+    let mut tracks: Vec<Track> = rack.machines.iter().map(|_| Track::new()).collect();
+    let cuts = cut_schedule(&mut rng, args.cuts);
+    let mut next_cut = 0;
+    let mut kernel_boots_intact = 0;
+    let mut last_progress = Instant::now();
+    let mut last_advance = Instant::now();
+    while started.elapsed() < DEADLINE && !tracks.iter().all(Track::finished) {
+        let now = unix_ms();
+        rack.step(now)?;
+        for &i in &rack.settled {
+            let m = &rack.machines[i];
+            if m.boots
+                .last()
+                .is_some_and(|(_, b)| *b == super::machine::Booted::Kernel)
+                && boot_intact(m, &expected)
+            {
+                kernel_boots_intact += 1;
+            }
+        }
+        if last_advance.elapsed() >= ADVANCE_EVERY {
+            last_advance = Instant::now();
+            for (i, t) in tracks.iter_mut().enumerate() {
+                t.advance(&rack.machines[i], rack.bmcs[i].ip.octets(), &provider);
+            }
+        }
+        if cuts
+            .get(next_cut)
+            .is_some_and(|at| started.elapsed() >= *at)
+        {
+            next_cut += 1;
+            rack.cut_uplink();
+        }
+        if last_progress.elapsed() >= PROGRESS_EVERY {
+            last_progress = Instant::now();
+            eprintln!("{}", progress(&tracks, &rack, started));
+        }
+        let busy = rack.gateway.as_ref().is_some_and(Gateway::busy);
+        let poll_at = now + if busy { 2 } else { 20 };
+        let wait = rack.next_wake().min(poll_at).saturating_sub(unix_ms());
+        std::thread::sleep(Duration::from_millis(wait));
+    }
+    summary(&tracks, &rack, &provider, started, kernel_boots_intact)
+}
+
+/// When to cut the tunnel: spread over the first minutes, when commands are flowing.
+fn cut_schedule(rng: &mut Rng, cuts: u32) -> Vec<Duration> {
+    let mut at: Vec<Duration> = (0..cuts)
+        .map(|_| Duration::from_millis(5_000 + rng.below(90_000)))
+        .collect();
+    at.sort();
+    at
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// One line: how many machines are in each stage.
+fn progress(tracks: &[Track], rack: &Rack, started: Instant) -> String {
+    let mut counts = [0usize; Stage::NAMES.len()];
+    let mut failed = 0;
+    for t in tracks {
+        match t.stage.index() {
+            Some(i) => counts[i] += 1,
+            None => failed += 1,
+        }
+    }
+    let stages: Vec<String> = (Stage::NAMES.iter().zip(counts))
+        .map(|(name, n)| format!("{name} {n}"))
+        .collect();
+    let on = rack.machines.iter().filter(|m| m.is_on()).count();
+    format!(
+        "rack {:>5.1}s  {}  failed {failed}  | powered on {on}/{}",
+        started.elapsed().as_secs_f64(),
+        stages.join("  "),
+        rack.machines.len()
+    )
+}
+
+fn summary(
+    tracks: &[Track],
+    rack: &Rack,
+    provider: &InProcess,
+    started: Instant,
+    kernel_boots_intact: usize,
+) -> Result<(), String> {
+    let mut failures = 0;
+    for (t, m) in tracks.iter().zip(&rack.machines) {
+        match &t.stage {
+            Stage::Done => {}
+            Stage::Failed(why) => {
+                failures += 1;
+                eprintln!(
+                    "rack: machine {} ({}) failed: {why}",
+                    m.mac,
+                    m.firmware.name()
+                );
+            }
+            stage => {
+                failures += 1;
+                eprintln!("rack: machine {} did not finish: still {stage:?}", m.mac);
+            }
+        }
+    }
+    println!(
+        "rack: {}/{} machines through the lifecycle in {:.1} s",
+        tracks.len() - failures,
+        tracks.len(),
+        started.elapsed().as_secs_f64()
+    );
+    println!("{:<11} {:>10} {:>10}", "stage", "median s", "max s");
+    for (i, name) in Stage::NAMES.iter().take(Stage::NAMES.len() - 1).enumerate() {
+        let mut took: Vec<f64> = tracks
+            .iter()
+            .filter_map(|t| t.took.get(i))
+            .map(Duration::as_secs_f64)
+            .collect();
+        took.sort_by(f64::total_cmp);
+        if let (Some(mid), Some(max)) = (took.get(took.len() / 2), took.last()) {
+            println!("{name:<11} {mid:>10.1} {max:>10.1}");
+        }
+    }
+    let boots: usize = rack.machines.iter().map(|m| m.boots.len()).sum();
+    println!("boots: {boots} ({kernel_boots_intact} agent boots byte-checked)");
+    let appliances = (provider.provider.store.appliances()).map_err(|e| e.to_string())?;
+    let mut lost = 0;
+    for (a, link) in &appliances {
+        let outstanding = (provider.provider.store.outstanding(a.id))
+            .map_err(|e| e.to_string())?
+            .len();
+        println!(
+            "provider: appliance {} ({}): events applied {}, refused {}; commands issued {}, without result {outstanding}; tunnel cuts {}",
+            a.id,
+            a.name,
+            link.applied_events,
+            link.refused_events,
+            link.last_command_id,
+            rack.gateway.as_ref().map_or(0, |g| g.cuts)
+        );
+        lost += outstanding as u64 + link.refused_events;
+    }
+    let (sent, dropped) = {
+        let s = rack.segment.borrow();
+        (s.sent, s.lost)
+    };
+    println!("segment: {sent} frames sent, {dropped} lost");
+    match (failures, lost) {
+        (0, 0) => Ok(()),
+        (0, n) => Err(format!("{n} events refused or commands without result")),
+        (n, _) => Err(format!("{n} machines did not get through the lifecycle")),
+    }
+}
+
+impl Rack {
+    fn add_gateway(&mut self, provider: SocketAddr, now: u64) {
+        let mac = MacAddr([0x02, 0x00, 10, 77, 0, 254]);
+        let nic = self.attach(mac, Host::Gateway);
+        self.gateway = Some(Gateway::new(nic, mac, GATEWAY, provider, now));
+        self.gateway_wake = now;
+    }
+
+    /// A BMC per machine at 10.77.0.10 on, outside the DHCP pool; a machine already on
+    /// (powered by hand) shows as on.
+    fn add_bmcs(&mut self, now: u64) {
+        for i in 0..self.machines.len() {
+            let n = i as u8;
+            let mac = MacAddr([0x02, 0x00, 0x62, 0x6d, 0x63, n]);
+            let ip = Ipv4Addr::new(10, 77, 0, 10 + n);
+            let nic = self.attach(mac, Host::Bmc(i));
+            let mut guid = self.machines[i].uuid.0;
+            guid.reverse();
+            let user = User {
+                name: BMC_USER.into(),
+                password: BMC_PASSWORD.into(),
+            };
+            let suites = [3, 17].into_iter().filter_map(Suite::by_id).collect();
+            let mut bmc = Bmc::new(user, suites, guid, Chassis::new(None));
+            bmc.quiet = true;
+            // Switched on by hand: the machine's own power-on time starts it, not this event.
+            bmc.chassis.control(&[0x01]);
+            bmc.chassis.take_events();
+            self.bmcs.push(BmcHost::new(nic, mac, ip, bmc, now));
+        }
+    }
+
+    fn open_uplink(&mut self, token: uplink::enroll::EnrollmentToken) -> Result<(), String> {
+        let settings = crate::runtime::UplinkSettings {
+            token: Some(token),
+            capabilities: crate::serve::capabilities(&super::dhcp_config()?),
+            state_dir: self.state_dir.join("appliance"),
+            ip: super::APPLIANCE,
+            http_port: 80,
+            script_path: appliance::http::ScriptConfig::new(super::APPLIANCE).path,
+        };
+        self.runtime
+            .open_uplink(settings, &mut self.log)
+            .map_err(|e| format!("uplink: {e}"))
+    }
+
+    fn cut_uplink(&mut self) {
+        if let Some(g) = self.gateway.as_mut() {
+            g.cut();
+        }
+    }
+}

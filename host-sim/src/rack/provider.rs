@@ -1,0 +1,89 @@
+//! The provider service, in-process: its store in the rack's state dir, its TLS front on
+//! loopback and its JSON API beside it, on a tokio runtime of their own. The rack plays the
+//! operator (and Omni) through the store, as the API does, and the appliance reaches the
+//! front through the rack's [`super::gateway::Gateway`].
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use provider::api::{self, TunnelEndpoint};
+use provider::model::{Change, Machine};
+use provider::store::{StoreConfig, now};
+use provider::tls::TlsServer;
+use provider::tls::token::enrollment_token;
+use provider::tunnel::TunnelOptions;
+use provider::{Provider, hex};
+use tokio::runtime::Runtime;
+use uplink::enroll::EnrollmentToken;
+
+pub struct InProcess {
+    pub provider: Arc<Provider>,
+    /// Where the TLS front listens (loopback).
+    pub listen: SocketAddr,
+    pub api: SocketAddr,
+    /// A single-use token naming `dial_name` and the front's port.
+    pub token: EnrollmentToken,
+    /// Runs the front and the API; dropping it stops them.
+    _runtime: Runtime,
+}
+
+impl InProcess {
+    /// Starts the provider with its state in `dir`; appliances are to dial `dial_name` at
+    /// the front's port (the name goes into the server certificate).
+    pub fn start(dir: &Path, dial_name: &str) -> Result<InProcess, String> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .map_err(|e| format!("tokio: {e}"))?;
+        let provider = Provider::open(dir, StoreConfig::default(), TunnelOptions::default())
+            .map_err(|e| format!("provider store: {e}"))?;
+        let names = [dial_name.to_owned()];
+        let (front, api) = runtime
+            .block_on(async {
+                let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+                let front =
+                    TlsServer::bind(loopback, dir, &names, provider.clone(), provider.clone())
+                        .await?;
+                let api = tokio::net::TcpListener::bind(loopback).await?;
+                std::io::Result::Ok((front, api))
+            })
+            .map_err(|e| format!("provider: {e}"))?;
+        let listen = front.local_addr().map_err(|e| e.to_string())?;
+        let api_addr = api.local_addr().map_err(|e| e.to_string())?;
+        let endpoint = TunnelEndpoint {
+            addr: format!("{dial_name}:{}", listen.port()),
+            ca_sha256: front.ca_fingerprint(),
+        };
+        let (_, secret) = provider
+            .store
+            .create_token(now() + 3600)
+            .map_err(|e| format!("token: {e}"))?;
+        let secret = hex::decode(&secret).ok_or("token: bad secret")?;
+        let token = enrollment_token(&endpoint.addr, endpoint.ca_sha256, &secret)
+            .map_err(|e| format!("token: {e}"))?;
+        runtime.spawn(front.serve());
+        runtime.spawn(api::serve(api, provider.clone(), endpoint));
+        Ok(InProcess {
+            provider,
+            listen,
+            api: api_addr,
+            token,
+            _runtime: runtime,
+        })
+    }
+
+    pub fn machine(&self, key: &str) -> Option<Machine> {
+        self.provider.store.machine(key).ok()
+    }
+
+    /// An operator's change, as the API applies it: stored, then the appliance is woken.
+    pub fn change(&self, key: &str, change: &Change) -> Result<Machine, String> {
+        let m = (self.provider.store)
+            .change_machine(key, change)
+            .map_err(|e| format!("{key}: {e}"))?;
+        self.provider.tunnels.wake(m.appliance);
+        Ok(m)
+    }
+}

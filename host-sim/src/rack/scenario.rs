@@ -1,0 +1,203 @@
+//! The lifecycle every machine goes through, played on the provider as an operator (or
+//! Omni) would: accept it with its BMC once it has shown up, allocate it to a cluster once
+//! it is wiped and off, reboot it once installed, release it; it must then be wiped again
+//! and powered off. Each step waits for both sides: the provider's record and what the
+//! simulated machine actually booted, so a command run twice shows as an extra boot.
+
+use std::time::{Duration, Instant};
+
+use provider::model::{
+    Acceptance, Allocation, BmcConfig, Change, Machine as Record, ObservedPower,
+};
+use uplink::{BmcEndpoint, BootTarget, Ipv4};
+
+use super::bmc_host::IPMI_PORT;
+use super::machine::{Booted, Machine};
+use super::provider::InProcess;
+
+pub const BMC_USER: &str = "admin";
+pub const BMC_PASSWORD: &str = "rack-password";
+const TALOS: &str = "v1.11.5";
+/// Longest a machine may spend in one stage before it counts as failed.
+const STAGE_TIMEOUT: Duration = Duration::from_secs(180);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// Powered on by hand: boots the agent as a pending machine.
+    Discovered,
+    /// Accepted with its BMC: wiped (the agent with a wipe order), then powered off.
+    Accepted,
+    /// Allocated: powered on into the Talos installer, then set to boot from disk.
+    Allocated,
+    /// A reboot request: power-cycled, boots from disk.
+    Rebooting,
+    /// Deallocated: wiped again, then powered off.
+    Released,
+    Done,
+    Failed(String),
+}
+
+impl Stage {
+    pub const NAMES: [&str; 6] = [
+        "discovered",
+        "accepted",
+        "allocated",
+        "rebooting",
+        "released",
+        "done",
+    ];
+
+    pub fn index(&self) -> Option<usize> {
+        Some(match self {
+            Stage::Discovered => 0,
+            Stage::Accepted => 1,
+            Stage::Allocated => 2,
+            Stage::Rebooting => 3,
+            Stage::Released => 4,
+            Stage::Done => 5,
+            Stage::Failed(_) => return None,
+        })
+    }
+}
+
+/// One machine's way through the scenario.
+pub struct Track {
+    pub stage: Stage,
+    since: Instant,
+    /// How long each finished stage took, by [`Stage::index`].
+    pub took: Vec<Duration>,
+}
+
+impl Track {
+    pub fn new() -> Track {
+        Track {
+            stage: Stage::Discovered,
+            since: Instant::now(),
+            took: Vec::new(),
+        }
+    }
+
+    pub fn finished(&self) -> bool {
+        matches!(self.stage, Stage::Done | Stage::Failed(_))
+    }
+
+    /// Moves on if the machine and its record have reached the end of the current stage.
+    /// `bmc` is its BMC's address.
+    pub fn advance(&mut self, m: &Machine, bmc: [u8; 4], provider: &InProcess) {
+        if self.finished() {
+            return;
+        }
+        if let Some(why) = m.failure() {
+            return self.fail(format!("boot failed: {why}"));
+        }
+        let key = provider::model::fmt_mac(uplink::Mac(m.mac.0));
+        let Some(r) = provider.machine(&key) else {
+            return self.timeout(m, None);
+        };
+        let booted = |n: usize| m.settled() && m.boots.len() == n;
+        let wiped_and_off =
+            |n| booted(n) && !m.is_on() && wiped(&r) && r.observed_power == ObservedPower::Off;
+        let next = match self.stage {
+            Stage::Discovered if booted(1) && r.last_boot.is_some() => {
+                let bmc = BmcConfig {
+                    endpoint: BmcEndpoint::Ipmi {
+                        ip: Ipv4(bmc),
+                        port: IPMI_PORT,
+                    },
+                    user: BMC_USER.into(),
+                    password: BMC_PASSWORD.into(),
+                };
+                Some((Stage::Accepted, vec![Change::Bmc(bmc), Change::Accept]))
+            }
+            Stage::Accepted if wiped_and_off(2) => {
+                let allocation = Allocation {
+                    talos_version: TALOS.into(),
+                    schematic: None,
+                    kernel_args: String::new(),
+                };
+                Some((Stage::Allocated, vec![Change::Allocate(allocation)]))
+            }
+            Stage::Allocated
+                if booted(3) && r.installed && r.delivered.boot == Some(BootTarget::Disk) =>
+            {
+                Some((Stage::Rebooting, vec![Change::Reboot]))
+            }
+            Stage::Rebooting
+                if booted(4) && m.is_on() && r.last_reboot_id == r.requested_reboot_id =>
+            {
+                Some((Stage::Released, vec![Change::Deallocate]))
+            }
+            Stage::Released if wiped_and_off(5) => Some((Stage::Done, vec![])),
+            _ => None,
+        };
+        let Some((stage, changes)) = next else {
+            return self.timeout(m, Some(&r));
+        };
+        for change in &changes {
+            if let Err(e) = provider.change(&key, change) {
+                return self.fail(e);
+            }
+        }
+        self.took.push(self.since.elapsed());
+        self.since = Instant::now();
+        self.stage = stage;
+        if self.stage == Stage::Done
+            && let Err(why) = check_history(m)
+        {
+            self.fail(why);
+        }
+    }
+
+    fn timeout(&mut self, m: &Machine, r: Option<&Record>) {
+        if self.since.elapsed() < STAGE_TIMEOUT {
+            return;
+        }
+        let record = r.map_or("not known to the provider".into(), |r| {
+            format!(
+                "acceptance {:?}, power {:?}, wiped {}, installed {}, last error {:?}",
+                r.acceptance,
+                r.observed_power,
+                wiped(r),
+                r.installed,
+                r.last_error
+            )
+        });
+        self.fail(format!(
+            "stuck in {:?} for {:?}: {record}; booted {:?}, on {}",
+            self.stage,
+            STAGE_TIMEOUT,
+            m.boots.iter().map(|(_, b)| b).collect::<Vec<_>>(),
+            m.is_on()
+        ));
+    }
+
+    fn fail(&mut self, why: String) {
+        self.stage = Stage::Failed(why);
+    }
+}
+
+fn wiped(r: &Record) -> bool {
+    r.acceptance == Acceptance::Accepted && r.wipe_id.is_some() && r.wipe_id == r.wiped
+}
+
+/// The boots the scenario makes, in order: agent (pending), agent (wipe), the installer,
+/// disk (reboot), agent (wipe). One more or one less means a command ran twice or not at
+/// all.
+fn check_history(m: &Machine) -> Result<(), String> {
+    let kinds: Vec<&str> = m
+        .boots
+        .iter()
+        .map(|(_, b)| match b {
+            Booted::Kernel => "agent",
+            Booted::Chain(url) if url.contains(&format!("/{TALOS}/metal-")) => "installer",
+            Booted::Chain(_) => "other chain",
+            Booted::Disk => "disk",
+        })
+        .collect();
+    let want = ["agent", "agent", "installer", "disk", "agent"];
+    if kinds == want {
+        Ok(())
+    } else {
+        Err(format!("booted {kinds:?}, expected {want:?}"))
+    }
+}
