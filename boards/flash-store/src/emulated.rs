@@ -21,6 +21,7 @@ pub trait Medium {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Error<E> {
     /// Out of bounds or not aligned.
     Check(NorFlashErrorKind),
@@ -121,6 +122,7 @@ pub struct RamMedium<const N: usize> {
 
 /// The power was cut.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct PowerCut;
 
 impl<const N: usize> RamMedium<N> {

@@ -27,6 +27,7 @@ const HEADER: usize = 16;
 const MAX_SLOT: usize = 128;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Error<E> {
     Flash(E),
     /// The bank (or, in a rewrite, the new bank) has no free slot.
@@ -40,6 +41,7 @@ pub enum Error<E> {
 
 /// Why the region was formatted at mount.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Formatted {
     /// It was all erased: a first boot.
     Blank,
@@ -51,6 +53,7 @@ pub enum Formatted {
 /// What mount found: for the boot log and for tests. A torn last frame (seen by the
 /// journal's replay) is the normal trace of a cut; `Unreadable` and stray bytes are not.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Mount {
     pub bank: u32,
     pub seq: u32,

@@ -22,11 +22,22 @@ pub struct HostFile {
     file: File,
 }
 
+/// A failed semihosting call: the host's errno (-1 when it gave none). Logged with defmt as
+/// is, which keeps core::fmt's Debug machinery out of the image.
+#[derive(Clone, Copy, Debug, defmt::Format)]
+pub struct HostError(pub i32);
+
+impl From<io::Error> for HostError {
+    fn from(e: io::Error) -> HostError {
+        HostError(e.raw_os_error().unwrap_or(-1))
+    }
+}
+
 impl HostFile {
     /// Opens the file, creating it when missing. A file shorter than [`SIZE`] (new, or cut
     /// while being extended) is extended with 0xFF: the cells past its end were never
     /// programmed, so they read as erased.
-    pub fn open() -> io::Result<HostFile> {
+    pub fn open() -> Result<HostFile, HostError> {
         let file = match File::options().read(true).write(true).open(PATH) {
             Ok(file) => file,
             Err(_) => File::options()
@@ -53,13 +64,13 @@ impl HostFile {
 }
 
 impl Medium for HostFile {
-    type Error = io::Error;
+    type Error = HostError;
 
     fn capacity(&self) -> usize {
         SIZE
     }
 
-    fn read(&mut self, offset: usize, buf: &mut [u8]) -> io::Result<()> {
+    fn read(&mut self, offset: usize, buf: &mut [u8]) -> Result<(), HostError> {
         self.file.seek(SeekFrom::Start(offset as u64))?;
         let mut n = 0;
         while n < buf.len() {
@@ -75,9 +86,9 @@ impl Medium for HostFile {
 
     /// One SYS_WRITE per call: the emulator calls with one program unit at a time, so a kill
     /// of QEMU tears a write between units, as a power cut tears one on NOR.
-    fn write(&mut self, offset: usize, data: &[u8]) -> io::Result<()> {
+    fn write(&mut self, offset: usize, data: &[u8]) -> Result<(), HostError> {
         block_for(WRITE_TIME);
         self.file.seek(SeekFrom::Start(offset as u64))?;
-        self.file.write_all(data)
+        Ok(self.file.write_all(data)?)
     }
 }

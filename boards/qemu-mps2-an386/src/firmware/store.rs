@@ -3,9 +3,10 @@
 //! `store: CORRUPT ...` for anything a power cut cannot explain, the restored leases one
 //! per line.
 
+use appliance::dhcp::LeaseState;
 use appliance::dhcp::{Lease, LeaseTable};
 use appliance::journal::Record;
-use defmt::{Debug2Format, Display2Format};
+use defmt::Display2Format;
 use flash_store::emulated::EmulatedNor;
 use flash_store::journal::{Formatted, NorJournal};
 use flash_store::leases::LeaseLog;
@@ -25,15 +26,10 @@ pub type Log = LeaseLog<NorJournal<Flash>>;
 /// log) when there is no flash to use.
 pub fn open(table: &mut LeaseTable<'_>) -> Option<Log> {
     let medium = HostFile::open()
-        .map_err(|e| defmt::warn!("store: no flash ({}), leases in RAM only", Debug2Format(&e)))
+        .map_err(|e| defmt::warn!("store: no flash ({}), leases in RAM only", e))
         .ok()?;
     let (journal, mount) = NorJournal::mount(Flash::new(medium), 0, BANK, FRAME)
-        .map_err(|e| {
-            defmt::warn!(
-                "store: mount failed ({}), leases in RAM only",
-                Debug2Format(&e)
-            )
-        })
+        .map_err(|e| defmt::warn!("store: mount failed ({}), leases in RAM only", e))
         .ok()?;
     match mount.formatted {
         Some(Formatted::Blank) => defmt::info!("store: blank, formatted"),
@@ -52,12 +48,7 @@ pub fn open(table: &mut LeaseTable<'_>) -> Option<Log> {
         defmt::info!("store: a cut-short compaction in the other bank, ignored");
     }
     let (log, restored) = LeaseLog::open(journal, table)
-        .map_err(|e| {
-            defmt::warn!(
-                "store: replay failed ({}), leases in RAM only",
-                Debug2Format(&e)
-            )
-        })
+        .map_err(|e| defmt::warn!("store: replay failed ({}), leases in RAM only", e))
         .ok()?;
     let replay = restored.replay;
     if replay.torn_bytes > FRAME {
@@ -82,7 +73,7 @@ pub fn open(table: &mut LeaseTable<'_>) -> Option<Log> {
             "store: lease mac={} ip={} state={} expires={}",
             Display2Format(&l.mac),
             Display2Format(&l.ip),
-            Debug2Format(&l.state),
+            state_name(l.state),
             l.expires
         );
     }
@@ -98,6 +89,15 @@ pub fn record(log: &mut Log, lease: &Lease, table: &LeaseTable<'_>) {
             defmt::info!("store: compacted leases={}", log.records())
         }
         Ok(()) => {}
-        Err(e) => defmt::warn!("store: write failed ({})", Debug2Format(&e)),
+        Err(e) => defmt::warn!("store: write failed ({})", e),
+    }
+}
+
+fn state_name(state: LeaseState) -> &'static str {
+    match state {
+        LeaseState::Offered => "Offered",
+        LeaseState::Bound => "Bound",
+        LeaseState::Released => "Released",
+        LeaseState::Declined => "Declined",
     }
 }
