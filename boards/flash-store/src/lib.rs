@@ -8,6 +8,10 @@
 //!   that have no flash (QEMU: a host file over semihosting) and for host tests (RAM, with
 //!   power cuts injected).
 //! - [`leases::LeaseLog`]: the DHCP lease table kept in such a journal.
+//!
+//! The blocking `embedded_storage` traits, not the async ones: the journal's `Storage` is
+//! synchronous (a lease is stored between two datagrams, before the reply), and a real
+//! board's flash driver (embassy-stm32's `Flash` in blocking mode) implements them.
 #![no_std]
 
 pub mod emulated;

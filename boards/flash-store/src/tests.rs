@@ -161,6 +161,31 @@ fn formats_a_blank_region_and_reports_garbage() {
 }
 
 #[test]
+fn works_with_wide_program_units() {
+    // An STM32H7 programs 32 bytes at a time: frames and the header take a 32-byte slot each.
+    type Wide = EmulatedNor<RamMedium<8192>, 32, 2048>;
+    let mount_wide = |m| NorJournal::mount(Wide::new(m), 0, 2048, FRAME).unwrap();
+    let (store, m) = mount_wide(RamMedium::new());
+    assert_eq!(
+        (m.formatted, store.capacity()),
+        (Some(Formatted::Unreadable), 63)
+    );
+    let mut slots = [Slot::EMPTY; 32];
+    let mut table = LeaseTable::new(&mut slots);
+    let (mut log, _) = LeaseLog::open(store, &mut table).unwrap();
+    for k in 0..200 {
+        table.bind(op(k), 0).unwrap();
+        log.record(&op(k), &table).unwrap();
+    }
+    let (store, m) = mount_wide(log.into_storage().into_flash().into_medium());
+    assert!(m.seq > 3 && m.stray_bytes == 0, "{m:?}");
+    let mut slots = [Slot::EMPTY; 32];
+    let mut table = LeaseTable::new(&mut slots);
+    LeaseLog::open(store, &mut table).unwrap();
+    assert_eq!(snapshot(&table), expected(200));
+}
+
+#[test]
 fn refuses_a_region_that_does_not_fit() {
     let f = Flash::new(Medium::new());
     assert!(NorJournal::mount(f, 0, 1000, FRAME).is_err());
