@@ -1,12 +1,15 @@
-//! Ethernet/IPv4/UDP framing for the one case an IP stack cannot do: a DHCP reply to a
-//! client that has no address yet and no broadcast flag, sent straight to its MAC.
+//! Frames sent past the IP stack: a DHCP reply to a client that has no address yet and no
+//! broadcast flag, sent straight to its MAC; and ARP requests for hosts the appliance must
+//! reach before they ever speak (BMCs), as smoltcp sends at most one ARP request a second
+//! for the whole interface, so discovering dozens of BMCs through it takes longer than an
+//! IPMI client waits.
 
-use core::net::SocketAddrV4;
+use core::net::{Ipv4Addr, SocketAddrV4};
 
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
-    EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpProtocol, Ipv4Packet,
-    Ipv4Repr, UdpPacket, UdpRepr,
+    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
+    EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr,
 };
 
 use crate::net::MacAddr;
@@ -16,6 +19,36 @@ const HEADERS: usize = 14 + 20 + 8;
 /// The output buffer is too small for the frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TooSmall;
+
+/// Writes a broadcast ARP request for `target` from `src_mac`/`src_ip` into `out`; returns
+/// the frame length. The reply is addressed to us, so the IP stack learns the neighbour.
+pub fn arp_request(
+    src_mac: MacAddr,
+    src_ip: Ipv4Addr,
+    target: Ipv4Addr,
+    out: &mut [u8],
+) -> Result<usize, TooSmall> {
+    let arp = ArpRepr::EthernetIpv4 {
+        operation: ArpOperation::Request,
+        source_hardware_addr: EthernetAddress(src_mac.0),
+        source_protocol_addr: src_ip,
+        target_hardware_addr: EthernetAddress([0; 6]),
+        target_protocol_addr: target,
+    };
+    let len = 14 + arp.buffer_len();
+    if out.len() < len {
+        return Err(TooSmall);
+    }
+    let mut eth = EthernetFrame::new_unchecked(&mut out[..len]);
+    EthernetRepr {
+        src_addr: EthernetAddress(src_mac.0),
+        dst_addr: EthernetAddress::BROADCAST,
+        ethertype: EthernetProtocol::Arp,
+    }
+    .emit(&mut eth);
+    arp.emit(&mut ArpPacket::new_unchecked(eth.payload_mut()));
+    Ok(len)
+}
 
 /// A UDP datagram's addressing at the link layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,5 +124,39 @@ impl UdpFrame {
             dst: SocketAddrV4::new(ip.dst_addr, udp.dst_port),
         };
         Some((addressing, udp_packet.payload()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arp_request_parses_back() {
+        let mut out = [0u8; 64];
+        let (mac, me, bmc) = (
+            MacAddr([2, 0, 0, 0, 0, 1]),
+            Ipv4Addr::new(10, 0, 0, 1),
+            Ipv4Addr::new(10, 0, 0, 9),
+        );
+        let len = arp_request(mac, me, bmc, &mut out).unwrap();
+        assert_eq!(len, 42);
+        let eth = EthernetFrame::new_checked(&out[..len]).unwrap();
+        assert_eq!(eth.dst_addr(), EthernetAddress::BROADCAST);
+        let arp = ArpRepr::parse(&ArpPacket::new_checked(eth.payload()).unwrap()).unwrap();
+        let ArpRepr::EthernetIpv4 {
+            operation,
+            source_protocol_addr,
+            target_protocol_addr,
+            ..
+        } = arp
+        else {
+            panic!("not Ethernet/IPv4: {arp:?}");
+        };
+        assert_eq!(
+            (operation, source_protocol_addr, target_protocol_addr),
+            (ArpOperation::Request, me, bmc)
+        );
+        assert_eq!(arp_request(mac, me, bmc, &mut out[..41]), Err(TooSmall));
     }
 }

@@ -212,7 +212,7 @@ impl<S: AssetStore> Runtime<S> {
         match &mut self.uplink {
             Some((uplink, power)) => {
                 let ms = now.total_millis() as u64;
-                power.process(ms, &mut self.sockets, out)?;
+                power.process(ms, &mut self.sockets, device, &self.link, out)?;
                 uplink.report(ms, &mut self.observed, &leases);
                 let (iface, sockets) = (&mut self.iface, &mut self.sockets);
                 let mut tables = Tables {

@@ -16,15 +16,18 @@
 mod goal;
 
 use std::io::{self, Write};
-use std::net::SocketAddrV4;
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 use appliance::bmc::ipmi::{Client, Config as IpmiConfig};
 use appliance::bmc::power::{BmcId, Config, Event, PowerManager, Slot};
 use appliance::bmc::{BootMode, Credentials, Error, Operation, PowerAction, PowerState, PxeBoot};
+use appliance::frame::{UdpFrame, arp_request};
 use getrandom::SysRng;
 use rand_core::UnwrapErr;
 use smoltcp::iface::{SocketHandle, SocketSet};
+use smoltcp::phy::{Device, TxToken};
 use smoltcp::socket::udp;
+use smoltcp::time::Instant;
 use uplink::{BmcCredentials, BmcEndpoint, MachineId, Outcome, Power};
 
 use super::ipv4_endpoint;
@@ -37,6 +40,9 @@ const SOCKET_PACKETS: usize = 2 * BMCS;
 /// An IPMI datagram: RMCP+ with the largest answer the client reads (cipher suite lists).
 const DATAGRAM: usize = 512;
 const FIRST_LOCAL_PORT: u16 = 40_000;
+/// How often a BMC in use is ARPed by the port itself, within smoltcp's neighbour lifetime
+/// (60 s).
+const ARP_REFRESH_MS: u64 = 30_000;
 
 /// The ids one machine goes by: its MAC and its UUID (the same id twice while only one is
 /// known).
@@ -63,6 +69,8 @@ struct Bmc {
     replacement: Option<(SocketAddrV4, Client)>,
     job: Option<Operation>,
     waiters: Waiters,
+    /// When we last asked for its MAC ourselves (see [`appliance::frame::arp_request`]).
+    arp_at: Option<u64>,
 }
 
 pub struct PowerPort {
@@ -152,6 +160,7 @@ impl PowerPort {
                     replacement: None,
                     job: None,
                     waiters: Waiters::default(),
+                    arp_at: None,
                 });
                 bmc
             }
@@ -215,10 +224,12 @@ impl PowerPort {
     }
 
     /// Moves datagrams, starts due operations and takes finished ones.
-    pub fn process(
+    pub fn process<D: Device>(
         &mut self,
         now: u64,
         sockets: &mut SocketSet<'static>,
+        device: &mut D,
+        link: &UdpFrame,
         out: &mut dyn Write,
     ) -> io::Result<()> {
         let socket = sockets.get_mut::<udp::Socket>(self.socket);
@@ -236,6 +247,11 @@ impl PowerPort {
             };
             if let Some((addr, client)) = b.replacement.take() {
                 (b.addr, b.client) = (addr, client);
+                b.arp_at = None;
+            }
+            if b.arp_at.is_none_or(|at| now >= at + ARP_REFRESH_MS) {
+                b.arp_at = Some(now);
+                arp(device, link, *b.addr.ip(), now);
             }
             match b.client.start(op, now) {
                 Ok(()) => b.job = Some(op),
@@ -346,4 +362,16 @@ fn local_port() -> u16 {
     let mut r = [0u8; 2];
     let offset = getrandom::fill(&mut r).map_or(0, |()| u16::from_le_bytes(r) % 8192);
     FIRST_LOCAL_PORT + offset
+}
+
+/// Asks for `ip`'s MAC past the IP stack, so many BMCs are found at once rather than one a
+/// second; a frame the device cannot take now is left to the stack's own ARP.
+fn arp<D: Device>(device: &mut D, link: &UdpFrame, ip: Ipv4Addr, now: u64) {
+    let mut frame = [0u8; 64];
+    let Ok(len) = arp_request(link.src_mac, *link.src.ip(), ip, &mut frame) else {
+        return;
+    };
+    if let Some(token) = device.transmit(Instant::from_millis(now as i64)) {
+        token.consume(len, |dst| dst.copy_from_slice(&frame[..len]));
+    }
 }
