@@ -42,7 +42,7 @@ pub fn run(args: &RackArgs) -> Result<(), String> {
     let mut rack = Rack::new(args, &mut rng, StaticAssets::new(files), unix_ms())?;
     let provider = InProcess::start(&rack.state_dir.join("provider"), &GATEWAY.to_string())?;
     println!(
-        "rack: provider API at http://{} (try `cargo run -p provider -- machines --api http://{}`)",
+        "rack: provider API at http://{} (try `cargo run -p provider -- machines --api {}`)",
         provider.api, provider.api
     );
     rack.add_gateway(provider.listen, unix_ms());
