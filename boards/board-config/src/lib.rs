@@ -7,6 +7,7 @@
 //! [`BoardConfig::default`] (its compiled-in config) when the region holds no valid config.
 #![no_std]
 
+pub mod assets;
 pub mod region;
 
 use core::fmt;

@@ -1,40 +1,78 @@
-//! Board bring-up: SysTick time, the config (region or compiled-in), the LAN9118 under
-//! embassy-net with the config's static address, and the appliance's services as tasks
-//! (DHCP in `main`, its leases in the flash store; TFTP in its own). Logs are defmt frames
+//! Board bring-up: SysTick time, the config (region or compiled-in), the boot files (asset
+//! region and built-in), the LAN9118 under embassy-net with the config's static address,
+//! and the appliance's services from `board-services` as tasks (DHCP in `main`, its leases
+//! in the flash store; TFTP and the HTTP connections in their own). Logs are defmt frames
 //! over semihosting.
 
+mod assets;
 mod config;
-mod dhcp;
 mod host_flash;
-mod store;
-mod tftp;
 mod time;
 
+use appliance::http::ScriptConfig;
+use board_services::store::LeaseFlash;
+use board_services::{http, tftp};
 use defmt::Display2Format;
 use defmt_semihosting as _;
 use embassy_executor::Spawner;
 use embassy_net::{Ipv4Cidr, Runner, Stack, StackResources, StaticConfigV4};
+use flash_store::emulated::EmulatedNor;
 use lan9118::Lan9118;
 use static_cell::StaticCell;
+
+use host_flash::HostFile;
 
 /// The LAN9118's register block in the mps2-an386 memory map.
 const LAN9118_BASE: usize = 0x4020_0000;
 /// Test-only: QEMU has no RNG, so smoltcp's seed (ephemeral ports, TCP sequence numbers)
 /// is fixed. A real board seeds from its RNG.
 const SEED: u64 = 0x0a4d_0001_5eed_0001;
-/// embassy-net sockets: DHCP's, TFTP's listener and one per transfer.
-const SOCKETS: usize = 2 + tftp::TRANSFERS;
+const HTTP_PORT: u16 = 80;
 
-static RESOURCES: StaticCell<StackResources<SOCKETS>> = StaticCell::new();
+/// QEMU/TEST-ONLY flash geometry (a real board takes its part's): 4-byte program units,
+/// 1 KiB pages, two banks of two pages. A bank holds 84 lease frames, more than the 64
+/// leases a compaction writes.
+type Flash = EmulatedNor<HostFile, 4, 1024>;
+
+static RESOURCES: StaticCell<StackResources<{ board_services::SOCKETS }>> = StaticCell::new();
+static SCRIPT: StaticCell<ScriptConfig<'static>> = StaticCell::new();
 
 #[embassy_executor::task]
-async fn tftp_task(stack: Stack<'static>) -> ! {
-    tftp::serve(stack).await
+async fn tftp_task(stack: Stack<'static>, store: assets::Store) -> ! {
+    tftp::serve(stack, store).await
+}
+
+#[embassy_executor::task(pool_size = http::CONNECTIONS)]
+async fn http_task(
+    stack: Stack<'static>,
+    script: &'static ScriptConfig<'static>,
+    store: assets::Store,
+) -> ! {
+    http::serve(stack, HTTP_PORT, script, store).await
 }
 
 #[embassy_executor::task]
 async fn net_task(mut runner: Runner<'static, Lan9118>) -> ! {
     runner.run().await
+}
+
+/// Lease times in Unix seconds, so stored leases mean the same after a reboot.
+/// QEMU/TEST-ONLY: the board has no RTC, so the time at boot is the host's (semihosting
+/// SYS_TIME), read once; a real board reads its RTC.
+fn unix_at_boot() -> u64 {
+    semihosting::sys::arm_compat::sys_time().map_or(0, |t| t as u64)
+}
+
+/// QEMU/TEST-ONLY: the lease flash is a host file under NOR rules (`host_flash.rs`).
+fn lease_flash() -> Option<LeaseFlash<Flash>> {
+    let medium = HostFile::open()
+        .map_err(|e| defmt::warn!("store: no flash ({}), leases in RAM only", e))
+        .ok()?;
+    Some(LeaseFlash {
+        flash: Flash::new(medium),
+        base: 0,
+        bank_len: (host_flash::SIZE / 2) as u32,
+    })
 }
 
 #[embassy_executor::main]
@@ -48,6 +86,8 @@ async fn main(spawner: Spawner) {
         Ok(dhcp) => dhcp,
         Err(e) => defmt::panic!("dhcp config: {}", Display2Format(&e)), // ok: boot-time init, see above
     };
+    let region = assets::region();
+    let script = SCRIPT.init(assets::script(board.ip, &region));
 
     // SAFETY: LAN9118_BASE is the NIC's register block on this board, and this is the
     // only driver instance (main runs once). QEMU's `-nic ...,mac=` should match the MAC.
@@ -63,14 +103,23 @@ async fn main(spawner: Spawner) {
     let resources = RESOURCES.init(StackResources::new());
     let (stack, runner) = embassy_net::new(nic, config, resources, SEED);
     spawner.spawn(defmt::unwrap!(net_task(runner))); // ok: boot-time init, one task instance
-    spawner.spawn(defmt::unwrap!(tftp_task(stack))); // ok: boot-time init, one task instance
+    spawner.spawn(defmt::unwrap!(tftp_task(stack, assets::store(region)))); // ok: boot-time init, one task instance
+    for _ in 0..http::CONNECTIONS {
+        let task = http_task(stack, script, assets::store(region));
+        spawner.spawn(defmt::unwrap!(task)); // ok: boot-time init, the pool holds CONNECTIONS
+    }
+    defmt::info!(
+        "http listening port={} connections={}",
+        HTTP_PORT,
+        http::CONNECTIONS
+    );
     defmt::info!(
         "qemu-mps2-an386 up ip={}/{} mac={=[u8]:02x}",
         Display2Format(&board.ip),
         board.prefix,
         board.mac
     );
-    dhcp::serve(stack, dhcp).await
+    board_services::dhcp::serve(stack, dhcp, unix_at_boot(), lease_flash()).await
 }
 
 /// Logs the panic and ends the QEMU run with a failure status.

@@ -16,31 +16,35 @@ use defmt::Display2Format;
 use embassy_net::udp::{PacketMetadata, UdpSocket};
 use embassy_net::{IpAddress, IpEndpoint, Stack};
 use embassy_time::Instant;
+use embedded_storage::nor_flash::NorFlash;
 use static_cell::StaticCell;
 
-use super::store;
+use crate::store::{self, LeaseFlash};
 
 /// Leases the board keeps (the table takes two slots per lease).
-const LEASES: usize = 64;
+pub const LEASES: usize = 64;
 /// Machines the inventory remembers.
 const MACHINES: usize = 32;
 static SLOTS: StaticCell<[Slot; 2 * LEASES]> = StaticCell::new();
 
-/// Lease times in Unix seconds, so stored leases mean the same after a reboot.
-/// QEMU/TEST-ONLY: the board has no RTC, so the time at boot is the host's (semihosting
-/// SYS_TIME), read once; a real board reads its RTC.
-fn unix_at_boot() -> u64 {
-    semihosting::sys::arm_compat::sys_time().map_or(0, |t| t as u64)
-}
-
-/// Serves DHCP on `stack` for ever with `config` (from the board's config, validated).
-pub async fn serve(stack: Stack<'static>, config: Config) -> ! {
+/// Serves DHCP on `stack` for ever with `config` (from the board's config, validated), the
+/// leases in `flash` (RAM only when `None`). Lease times are Unix seconds, `unix_at_boot`
+/// plus the time since boot, so stored leases mean the same after a reboot.
+pub async fn serve<F>(
+    stack: Stack<'static>,
+    config: Config,
+    unix_at_boot: u64,
+    flash: Option<LeaseFlash<F>>,
+) -> !
+where
+    F: NorFlash,
+    F::Error: defmt::Format,
+{
     let slots = SLOTS.init([Slot::EMPTY; 2 * LEASES]);
     let mut table = LeaseTable::new(slots);
-    let mut log = store::open(&mut table);
+    let mut log = store::open(flash, &mut table);
     let mut server = Server::new(config, table);
-    let boot = unix_at_boot();
-    let now_secs = || boot + Instant::now().as_secs();
+    let now_secs = || unix_at_boot + Instant::now().as_secs();
     let mut inventory = Inventory::<MACHINES>::default();
 
     let mut rx_meta = [PacketMetadata::EMPTY; 8];

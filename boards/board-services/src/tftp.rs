@@ -1,6 +1,6 @@
 //! The appliance's TFTP server: requests on UDP 69, each transfer slot on its own socket
-//! (its TID, port `SLOT_PORT_BASE + slot`, as in host-sim), files built into the image
-//! until the boards have an asset region.
+//! (its TID, port `SLOT_PORT_BASE + slot`, as in host-sim), files from the board's asset
+//! store.
 //!
 //! One pass of the sans-IO server per wake: requests, then ACKs, then whatever
 //! `dispatch` has due. The task sleeps on the sockets' receive wakers and a timer at
@@ -12,7 +12,7 @@ use core::net::SocketAddrV4;
 use core::pin::Pin;
 use core::task::{Context, Poll};
 
-use appliance::assets::StaticAssets;
+use appliance::assets::AssetStore;
 use appliance::tftp::{Config, RequestOutcome, Server, Transfer};
 use defmt::Display2Format;
 use embassy_net::udp::{PacketMetadata, UdpMetadata, UdpSocket};
@@ -29,9 +29,6 @@ const MAX_BLKSIZE: u16 = 1468;
 /// The window a slot's send buffer holds whole, so a window is never cut short.
 const MAX_WINDOW: u16 = 4;
 const PACKET: usize = 4 + MAX_BLKSIZE as usize;
-
-/// The built-in files: a marker the e2e test fetches byte-exact.
-const FILES: &[(&str, &[u8])] = &[("hello.txt", b"hello from qemu-mps2-an386\n")];
 
 static SLOTS: StaticCell<[Transfer; TRANSFERS]> = StaticCell::new();
 
@@ -92,15 +89,14 @@ fn send(socket: &UdpSocket<'_>, buf: &[u8], to: SocketAddrV4, cx: &mut Context<'
     }
 }
 
-/// Serves TFTP on `stack` for ever.
-pub async fn serve(stack: Stack<'static>) -> ! {
+/// Serves TFTP on `stack` for ever, the files from `store`.
+pub async fn serve<S: AssetStore>(stack: Stack<'static>, mut store: S) -> ! {
     let config = Config {
         max_blksize: MAX_BLKSIZE,
         max_windowsize: MAX_WINDOW,
         ..Config::default()
     };
     let mut server = Server::new(config, SLOTS.init([Transfer::EMPTY; TRANSFERS]));
-    let mut store = StaticAssets::new(FILES);
     let mut listener_buffers = ListenerBuffers::NEW;
     let listener = listener_buffers.bind(stack, TFTP_PORT);
     let mut slot_buffers = [SlotBuffers::NEW; TRANSFERS];

@@ -1,5 +1,5 @@
-//! The lease store: the lease journal (`flash-store`) on this board's flash, restored into
-//! the lease table at boot. Everything the test of power loss checks is logged here:
+//! The lease store: the lease journal (`flash-store`) on the board's NOR flash, restored
+//! into the lease table at boot. Everything the test of power loss checks is logged here:
 //! `store: CORRUPT ...` for anything a power cut cannot explain, the restored leases one
 //! per line.
 
@@ -7,28 +7,37 @@ use appliance::dhcp::LeaseState;
 use appliance::dhcp::{Lease, LeaseTable};
 use appliance::journal::Record;
 use defmt::Display2Format;
-use flash_store::emulated::EmulatedNor;
+use embedded_storage::nor_flash::NorFlash;
 use flash_store::journal::{Formatted, NorJournal};
 use flash_store::leases::LeaseLog;
 
-use super::host_flash::{HostFile, SIZE};
-
-/// QEMU/TEST-ONLY flash geometry (a real board takes its part's): 4-byte program units,
-/// 1 KiB pages, two banks of two pages. A bank holds 84 lease frames, more than the 64
-/// leases a compaction writes.
-type Flash = EmulatedNor<HostFile, 4, 1024>;
-const BANK: u32 = (SIZE / 2) as u32;
+/// A journal frame: the lease record and its CRC-32.
 const FRAME: usize = <Lease as Record>::LEN + 4;
 
-pub type Log = LeaseLog<NorJournal<Flash>>;
+/// Where the leases live: two banks of `bank_len` bytes from `base` in `flash` (both
+/// multiples of the part's erase size; a bank should hold more frames than the board keeps
+/// leases, so a compaction fits).
+pub struct LeaseFlash<F> {
+    pub flash: F,
+    pub base: u32,
+    pub bank_len: u32,
+}
 
-/// Mounts the store and replays it into `table`; `None` (leases in RAM only, said in the
-/// log) when there is no flash to use.
-pub fn open(table: &mut LeaseTable<'_>) -> Option<Log> {
-    let medium = HostFile::open()
-        .map_err(|e| defmt::warn!("store: no flash ({}), leases in RAM only", e))
-        .ok()?;
-    let (journal, mount) = NorJournal::mount(Flash::new(medium), 0, BANK, FRAME)
+pub type Log<F> = LeaseLog<NorJournal<F>>;
+
+/// Mounts the store and replays it into `table`; `None` (leases in RAM only) when there is
+/// no flash (the board logs why) or it cannot be used (logged here).
+pub fn open<F>(flash: Option<LeaseFlash<F>>, table: &mut LeaseTable<'_>) -> Option<Log<F>>
+where
+    F: NorFlash,
+    F::Error: defmt::Format,
+{
+    let LeaseFlash {
+        flash,
+        base,
+        bank_len,
+    } = flash?;
+    let (journal, mount) = NorJournal::mount(flash, base, bank_len, FRAME)
         .map_err(|e| defmt::warn!("store: mount failed ({}), leases in RAM only", e))
         .ok()?;
     match mount.formatted {
@@ -82,7 +91,11 @@ pub fn open(table: &mut LeaseTable<'_>) -> Option<Log> {
 
 /// Persists `lease` (held by `table` already) before its reply goes out. A failure is
 /// logged; the lease stays in RAM and the next compaction writes it.
-pub fn record(log: &mut Log, lease: &Lease, table: &LeaseTable<'_>) {
+pub fn record<F>(log: &mut Log<F>, lease: &Lease, table: &LeaseTable<'_>)
+where
+    F: NorFlash,
+    F::Error: defmt::Format,
+{
     let before = log.records();
     match log.record(lease, table) {
         Ok(()) if log.records() <= before => {
