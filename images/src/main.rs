@@ -1,9 +1,10 @@
 //! `images`: builds a board's flashable image with its config region, prints the image's
-//! enrollment QR, and boots a QEMU-board image on a TAP (the simulator a user tries before
-//! flashing). See README.md.
+//! enrollment QR, boots a QEMU-board image on a TAP (the simulator a user tries before
+//! flashing), and reports a firmware's footprint by section and crate. See README.md.
 
 mod config;
 mod elf;
+mod footprint;
 mod image;
 mod manifest;
 
@@ -53,6 +54,19 @@ enum Command {
         /// Print the QEMU command instead of running it.
         #[arg(long)]
         print: bool,
+    },
+    /// Flash and static RAM of a firmware ELF by section and by crate.
+    Footprint {
+        elf: PathBuf,
+        /// Budget file (`boards/budget.txt`): fail if the board is over its line.
+        #[arg(long, requires = "board")]
+        budget: Option<PathBuf>,
+        /// The board whose budget line applies.
+        #[arg(long, requires = "budget")]
+        board: Option<String>,
+        /// Markdown tables (for BENCHMARKS.md) instead of the plain table.
+        #[arg(long)]
+        markdown: bool,
     },
 }
 
@@ -110,7 +124,35 @@ fn run(command: Command) -> Result<(), String> {
             }
             exec_qemu(&args)
         }
+        Command::Footprint {
+            elf,
+            budget,
+            board,
+            markdown,
+        } => print_footprint(&elf, budget.as_deref().zip(board.as_deref()), markdown),
     }
+}
+
+/// Prints the report, then checks the budget, so an over-budget run still shows by whom.
+fn print_footprint(
+    elf: &Path,
+    budget: Option<(&Path, &str)>,
+    markdown: bool,
+) -> Result<(), String> {
+    let bytes = std::fs::read(elf).map_err(|e| format!("{}: {e}", elf.display()))?;
+    let report = footprint::analyze(&bytes).map_err(|e| format!("{}: {e}", elf.display()))?;
+    if markdown {
+        print!("{}", footprint::markdown(&report));
+    } else {
+        print!("{}", footprint::plain(&report, &elf.display().to_string()));
+    }
+    if let Some((file, board)) = budget {
+        let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let limits = footprint::budget::parse(&text, board)
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+        println!("\n{}", footprint::budget::check(&report, limits, board)?);
+    }
+    Ok(())
 }
 
 fn print_qr(dir: &Path) -> Result<(), String> {

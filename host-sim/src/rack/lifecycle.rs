@@ -7,9 +7,9 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use appliance::assets::StaticAssets;
 use appliance::net::MacAddr;
 use sim_bmc::{Bmc, Chassis, Suite, User};
+use uplink::enroll::EnrollmentToken;
 
 use super::bmc_host::BmcHost;
 use super::gateway::Gateway;
@@ -39,7 +39,7 @@ pub fn run(args: &RackArgs) -> Result<(), String> {
     let mut rng = Rng(args.seed.max(1));
     let files = boot_files(args.kernel_kib * 1024);
     let expected = digests(files);
-    let mut rack = Rack::new(args, &mut rng, StaticAssets::new(files), unix_ms())?;
+    let mut rack = Rack::new(args, &mut rng, files, unix_ms())?;
     let provider = InProcess::start(&rack.state_dir.join("provider"), &GATEWAY.to_string())?;
     println!(
         "rack: provider API at http://{} (try `cargo run -p provider -- machines --api {}`)",
@@ -47,11 +47,13 @@ pub fn run(args: &RackArgs) -> Result<(), String> {
     );
     rack.add_gateway(provider.listen, unix_ms());
     rack.add_bmcs(unix_ms());
-    rack.open_uplink(provider.token.clone())?;
+    rack.open_uplink(Some(provider.token.clone()))?;
 
     let mut tracks: Vec<Track> = rack.machines.iter().map(|_| Track::new()).collect();
-    let cuts = cut_schedule(&mut rng, args.cuts);
+    let cuts = schedule(&mut rng, args.cuts);
     let mut next_cut = 0;
+    let restarts = schedule(&mut rng, args.restarts);
+    let mut next_restart = 0;
     let mut kernel_boots_intact = 0;
     let mut last_progress = Instant::now();
     let mut last_advance = Instant::now();
@@ -81,6 +83,14 @@ pub fn run(args: &RackArgs) -> Result<(), String> {
             next_cut += 1;
             rack.cut_uplink();
         }
+        if restarts
+            .get(next_restart)
+            .is_some_and(|at| started.elapsed() >= *at)
+            && rack.machines.iter().all(|m| m.settled())
+        {
+            next_restart += 1;
+            rack.restart_appliance(now)?;
+        }
         if last_progress.elapsed() >= PROGRESS_EVERY {
             last_progress = Instant::now();
             eprintln!("{}", progress(&tracks, &rack, started));
@@ -90,13 +100,18 @@ pub fn run(args: &RackArgs) -> Result<(), String> {
         let wait = rack.next_wake().min(poll_at).saturating_sub(unix_ms());
         std::thread::sleep(Duration::from_millis(wait));
     }
+    println!(
+        "faults: tunnel cut {} times, appliance restarted {next_restart} times",
+        rack.gateway.as_ref().map_or(0, |g| g.cuts)
+    );
     summary(&tracks, &rack, &provider, started, kernel_boots_intact)
 }
 
-/// When to cut the tunnel: spread over the first minutes, when commands are flowing.
-fn cut_schedule(rng: &mut Rng, cuts: u32) -> Vec<Duration> {
-    let mut at: Vec<Duration> = (0..cuts)
-        .map(|_| Duration::from_millis(5_000 + rng.below(90_000)))
+/// When to inject `n` faults: within the first 45 s, when commands are flowing in racks of
+/// any size.
+fn schedule(rng: &mut Rng, n: u32) -> Vec<Duration> {
+    let mut at: Vec<Duration> = (0..n)
+        .map(|_| Duration::from_millis(3_000 + rng.below(42_000)))
         .collect();
     at.sort();
     at
@@ -182,13 +197,8 @@ fn summary(
             .map_err(|e| e.to_string())?
             .len();
         println!(
-            "provider: appliance {} ({}): events applied {}, refused {}; commands issued {}, without result {outstanding}; tunnel cuts {}",
-            a.id,
-            a.name,
-            link.applied_events,
-            link.refused_events,
-            link.last_command_id,
-            rack.gateway.as_ref().map_or(0, |g| g.cuts)
+            "provider: appliance {} ({}): events applied {}, refused {}; commands issued {}, without result {outstanding}",
+            a.id, a.name, link.applied_events, link.refused_events, link.last_command_id,
         );
         lost += outstanding as u64 + link.refused_events;
     }
@@ -236,9 +246,11 @@ impl Rack {
         }
     }
 
-    fn open_uplink(&mut self, token: uplink::enroll::EnrollmentToken) -> Result<(), String> {
+    /// Starts the uplink: enrolls with `token`, or (after a restart) connects with the
+    /// identity in the state dir.
+    fn open_uplink(&mut self, token: Option<EnrollmentToken>) -> Result<(), String> {
         let settings = crate::runtime::UplinkSettings {
-            token: Some(token),
+            token,
             capabilities: crate::serve::capabilities(&super::dhcp_config()?),
             state_dir: self.state_dir.join("appliance"),
             ip: super::APPLIANCE,
@@ -248,6 +260,15 @@ impl Rack {
         self.runtime
             .open_uplink(settings, &mut self.log)
             .map_err(|e| format!("uplink: {e}"))
+    }
+
+    /// The appliance reboots: its memory is gone (tables, sessions, connections), its state
+    /// dir (leases, uplink identity, command filter, unacknowledged events) is read again.
+    fn restart_appliance(&mut self, now: u64) -> Result<(), String> {
+        (self.runtime.shutdown(&mut self.log)).map_err(|e| e.to_string())?;
+        self.runtime = self.appliance.start(&mut self.nic, now)?;
+        self.appliance_wake = now;
+        self.open_uplink(None)
     }
 
     fn cut_uplink(&mut self) {

@@ -84,9 +84,7 @@ impl Machine {
         mut nic: Nic,
         powered_on: u64,
     ) -> Machine {
-        let mut config = smoltcp::iface::Config::new(EthernetAddress(mac.0).into());
-        config.random_seed = seed;
-        let iface = Interface::new(config, &mut nic, Instant::from_millis(powered_on as i64));
+        let iface = interface(mac, seed, &mut nic, powered_on);
         let mut sockets = SocketSet::new(vec![]);
         let udp = sockets.add(udp::Socket::new(
             udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 32], vec![0; 32 * 1500]),
@@ -146,9 +144,11 @@ impl Machine {
         }
     }
 
-    /// Power-on or reset: the firmware starts the boot chain at `at`, from a fresh stack (a
-    /// new local port, so nothing of the last boot's connections is taken for this one's).
+    /// Power-on or reset: the firmware starts the boot chain at `at`, from a fresh stack: no
+    /// address, an empty ARP cache, and a new local port, so nothing of the last boot's
+    /// connections is taken for this one's.
     pub fn power_on(&mut self, at: u64) {
+        self.iface = interface(self.mac, self.seed, &mut self.nic, at);
         self.sockets.get_mut::<tcp::Socket>(self.tcp).abort();
         self.sockets.get_mut::<udp::Socket>(self.udp).close();
         let boot = self.boots.len() as u64;
@@ -303,7 +303,7 @@ impl Machine {
                 self.ip, bound.ip
             ));
         }
-        if self.ip.is_none() {
+        if self.iface.ip_addrs().is_empty() {
             self.iface.update_ip_addrs(|a| {
                 let _ = a.push(IpCidr::new(bound.ip.into(), 16));
             });
@@ -344,4 +344,11 @@ impl Machine {
         };
         Ok(())
     }
+}
+
+/// The stack a machine's firmware starts with.
+fn interface(mac: MacAddr, seed: u64, nic: &mut Nic, now_ms: u64) -> Interface {
+    let mut config = smoltcp::iface::Config::new(EthernetAddress(mac.0).into());
+    config.random_seed = seed;
+    Interface::new(config, nic, Instant::from_millis(now_ms as i64))
 }

@@ -71,6 +71,10 @@ pub struct RackArgs {
     /// Cut the uplink tunnel this many times, at random moments of the lifecycle.
     #[arg(long, default_value_t = 0)]
     cuts: u32,
+    /// Restart the appliance this many times (its memory lost, its state dir kept), at
+    /// random moments when no machine is in the middle of a boot.
+    #[arg(long, default_value_t = 0)]
+    restarts: u32,
     /// Print the appliance's log (every DHCP decision, transfer, uplink event) on stderr.
     #[arg(long)]
     verbose: bool,
@@ -85,8 +89,42 @@ pub fn run(args: &RackArgs) -> Result<(), String> {
 }
 
 const APPLIANCE: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
+const APPLIANCE_MAC: MacAddr = MacAddr([0x02, 0x00, 10, 77, 0, 1]);
 /// Machines power on within this window.
 const POWER_ON_SPREAD_MS: u64 = 5_000;
+
+/// The boot files the appliance serves.
+type Files = &'static [(&'static str, &'static [u8])];
+
+/// What the appliance is started (and restarted) with.
+struct Appliance {
+    files: Files,
+    state_dir: PathBuf,
+    max_leases: usize,
+    quiet: bool,
+}
+
+impl Appliance {
+    /// The runtime on `nic`, its leases and uplink identity read from the state dir.
+    fn start(&self, nic: &mut Nic, now_ms: u64) -> Result<Runtime<StaticAssets<'static>>, String> {
+        let settings = Settings {
+            ip: Ipv4Net::new(APPLIANCE, 16).ok_or("bad subnet")?,
+            mac: APPLIANCE_MAC,
+            gateway: None,
+            state_dir: self.state_dir.clone(),
+            max_leases: self.max_leases,
+            tftp_transfers: 128,
+            http_port: 80,
+            http_connections: 64,
+            script: ScriptConfig::new(APPLIANCE),
+            machine_boot: Vec::new(),
+            quiet: self.quiet,
+        };
+        let store = StaticAssets::new(self.files);
+        let now = Instant::from_millis(now_ms as i64);
+        Runtime::new(settings, dhcp_config()?, store, nic, now).map_err(|e| e.to_string())
+    }
+}
 
 /// Who sits behind a segment port.
 #[derive(Clone, Copy)]
@@ -116,6 +154,7 @@ pub struct Rack {
     /// Machines whose boot ended (or failed) in the last step.
     settled: Vec<usize>,
     state_dir: PathBuf,
+    appliance: Appliance,
     /// The appliance's log: stderr with `--verbose`, else nowhere.
     log: Box<dyn io::Write>,
 }
@@ -123,12 +162,7 @@ pub struct Rack {
 impl Rack {
     /// The segment, the appliance and `args.machines` machines powering on within
     /// [`POWER_ON_SPREAD_MS`] of `start_ms`.
-    fn new(
-        args: &RackArgs,
-        rng: &mut Rng,
-        store: StaticAssets<'static>,
-        start_ms: u64,
-    ) -> Result<Rack, String> {
+    fn new(args: &RackArgs, rng: &mut Rng, files: Files, start_ms: u64) -> Result<Rack, String> {
         let impairment = Impairment {
             delay_ms: args.delay_ms,
             jitter_ms: args.jitter_ms,
@@ -136,24 +170,14 @@ impl Rack {
         };
         let segment = Segment::new(impairment, rng.next());
         let state_dir = std::env::temp_dir().join(format!("host-sim-rack-{}", std::process::id()));
-        let mac = MacAddr([0x02, 0x00, 10, 77, 0, 1]);
-        let mut nic = Segment::attach(&segment, mac, true);
-        let settings = Settings {
-            ip: Ipv4Net::new(APPLIANCE, 16).ok_or("bad subnet")?,
-            mac,
-            gateway: None,
+        let mut nic = Segment::attach(&segment, APPLIANCE_MAC, true);
+        let appliance = Appliance {
+            files,
             state_dir: state_dir.join("appliance"),
             max_leases: 2 * args.machines.max(1),
-            tftp_transfers: 128,
-            http_port: 80,
-            http_connections: 64,
-            script: ScriptConfig::new(APPLIANCE),
-            machine_boot: Vec::new(),
             quiet: !args.verbose,
         };
-        let start = Instant::from_millis(start_ms as i64);
-        let runtime = Runtime::new(settings, dhcp_config()?, store, &mut nic, start)
-            .map_err(|e| e.to_string())?;
+        let runtime = appliance.start(&mut nic, start_ms)?;
         let machines: Vec<Machine> = (0..args.machines)
             .map(|i| {
                 let firmware = Firmware::ALL[(rng.next() % 3) as usize];
@@ -190,6 +214,7 @@ impl Rack {
             due: Vec::new(),
             settled: Vec::new(),
             state_dir,
+            appliance,
             log: match args.verbose {
                 true => Box::new(io::stderr()),
                 false => Box::new(io::sink()),
@@ -299,7 +324,7 @@ fn dhcp_config() -> Result<Config, String> {
 }
 
 /// The boot dir of the simulation: iPXE binaries, kernel and initrd with generated content.
-fn boot_files(kernel: usize) -> &'static [(&'static str, &'static [u8])] {
+fn boot_files(kernel: usize) -> Files {
     let file = |name: &'static str, len: usize| -> (&'static str, &'static [u8]) {
         let seed = Digest::of(name.as_bytes()).0;
         let data: Vec<u8> = (0..len)

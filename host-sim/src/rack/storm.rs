@@ -4,8 +4,6 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant as WallClock;
 
-use appliance::assets::StaticAssets;
-
 use super::dhcp_client::Firmware;
 use super::machine::Machine;
 use super::{APPLIANCE, Digest, Rack, RackArgs, Rng, boot_files};
@@ -20,7 +18,7 @@ pub fn run(args: &RackArgs) -> Result<(), String> {
     let mut rng = Rng(args.seed.max(1));
     let files = boot_files(args.kernel_kib * 1024);
     let expected = digests(files);
-    let mut rack = Rack::new(args, &mut rng, StaticAssets::new(files), EPOCH_MS)?;
+    let mut rack = Rack::new(args, &mut rng, files, EPOCH_MS)?;
     let total = rack.machines.len();
     let mut done = 0;
     let mut last_progress = 0;
