@@ -242,7 +242,7 @@ pub fn next_commands(
         _ => false,
     };
     let target = plan.boot.wire();
-    let boot_ready = m.delivered.boot.as_ref() == Some(&target);
+    let boot_ready = !m.delivered.stale && m.delivered.boot.as_ref() == Some(&target);
     if !boot_ready && !busy(Kind::Boot) {
         out.push(Issue {
             purpose: Purpose::Boot(target.clone()),
@@ -338,7 +338,10 @@ pub fn resolve(
     }
     match purpose {
         Purpose::Bmc { revision } => m.delivered.bmc_revision = *revision,
-        Purpose::Boot(t) => m.delivered.boot = Some(t.clone()),
+        Purpose::Boot(t) => {
+            m.delivered.boot = Some(t.clone());
+            m.delivered.stale = false;
+        }
         Purpose::Power(p) => m.delivered.power_attempt = Some(*p),
         Purpose::Reboot(id) => m.last_reboot_id = Some(id.clone()),
         Purpose::PowerOff(id) => m.last_power_off_id = Some(id.clone()),

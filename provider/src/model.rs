@@ -182,6 +182,10 @@ pub struct Delivered {
     /// The boot target the machine was last power-cycled into (install, or agent with a
     /// wipe), so each such target is booted once.
     pub cycled_into: Option<BootTarget>,
+    /// The appliance restarted since `boot` was confirmed: it no longer holds it, so it is
+    /// sent again, but boots reported from before the restart are still read against it.
+    #[serde(default)]
+    pub stale: bool,
 }
 
 /// A machine of one rack.

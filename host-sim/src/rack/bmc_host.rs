@@ -9,7 +9,6 @@ use sim_bmc::{Bmc, ChassisEvent};
 use smoltcp::iface::{Interface, SocketHandle, SocketSet};
 use smoltcp::socket::udp;
 use smoltcp::time::Instant;
-use smoltcp::wire::{EthernetAddress, IpCidr};
 
 use super::segment::Nic;
 
@@ -26,12 +25,7 @@ pub struct BmcHost {
 
 impl BmcHost {
     pub fn new(mut nic: Nic, mac: MacAddr, ip: Ipv4Addr, bmc: Bmc, now_ms: u64) -> BmcHost {
-        let config = smoltcp::iface::Config::new(EthernetAddress(mac.0).into());
-        let mut iface = Interface::new(config, &mut nic, Instant::from_millis(now_ms as i64));
-        iface.update_ip_addrs(|a| {
-            let _ = a.push(IpCidr::new(ip.into(), 16));
-        });
-        nic.set_ip(ip);
+        let iface = nic.fixed_host(mac, ip, now_ms);
         let mut sockets = SocketSet::new(vec![]);
         let buffer =
             || udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 8], vec![0; 8 * 1024]);

@@ -9,7 +9,6 @@ use appliance::net::MacAddr;
 use smoltcp::iface::{Interface, SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
 use smoltcp::time::Instant;
-use smoltcp::wire::{EthernetAddress, IpCidr};
 
 use super::segment::Nic;
 
@@ -45,12 +44,7 @@ impl Gateway {
         provider: SocketAddr,
         now_ms: u64,
     ) -> Gateway {
-        let config = smoltcp::iface::Config::new(EthernetAddress(mac.0).into());
-        let mut iface = Interface::new(config, &mut nic, Instant::from_millis(now_ms as i64));
-        iface.update_ip_addrs(|a| {
-            let _ = a.push(IpCidr::new(ip.into(), 16));
-        });
-        nic.set_ip(ip);
+        let iface = nic.fixed_host(mac, ip, now_ms);
         let mut sockets = SocketSet::new(vec![]);
         let relays = (0..RELAYS)
             .map(|_| Relay {

@@ -13,6 +13,7 @@ use uplink::enroll::EnrollmentToken;
 
 use super::bmc_host::BmcHost;
 use super::gateway::Gateway;
+use super::machine::Booted;
 use super::provider::InProcess;
 use super::scenario::{BMC_PASSWORD, BMC_USER, Stage, Track};
 use super::storm::{boot_intact, digests};
@@ -25,8 +26,8 @@ const DEADLINE: Duration = Duration::from_secs(900);
 const PROGRESS_EVERY: Duration = Duration::from_secs(3);
 /// How often the scenario reads the provider's records.
 const ADVANCE_EVERY: Duration = Duration::from_millis(100);
-/// The appliance's BMC table (`runtime::power::BMCS`).
-const MAX_MACHINES: usize = 64;
+/// The appliance's BMC table.
+const MAX_MACHINES: usize = crate::runtime::BMCS;
 
 pub fn run(args: &RackArgs) -> Result<(), String> {
     if args.machines == 0 || args.machines > MAX_MACHINES {
@@ -54,7 +55,7 @@ pub fn run(args: &RackArgs) -> Result<(), String> {
     let mut next_cut = 0;
     let restarts = schedule(&mut rng, args.restarts);
     let mut next_restart = 0;
-    let mut kernel_boots_intact = 0;
+    let mut agent_boots = (0, 0);
     let mut last_progress = Instant::now();
     let mut last_advance = Instant::now();
     while started.elapsed() < DEADLINE && !tracks.iter().all(Track::finished) {
@@ -62,12 +63,9 @@ pub fn run(args: &RackArgs) -> Result<(), String> {
         rack.step(now)?;
         for &i in &rack.settled {
             let m = &rack.machines[i];
-            if m.boots
-                .last()
-                .is_some_and(|(_, b)| *b == super::machine::Booted::Kernel)
-                && boot_intact(m, &expected)
-            {
-                kernel_boots_intact += 1;
+            if m.boots.last().is_some_and(|(_, b)| *b == Booted::Kernel) {
+                agent_boots.0 += 1;
+                agent_boots.1 += usize::from(boot_intact(m, &expected));
             }
         }
         if last_advance.elapsed() >= ADVANCE_EVERY {
@@ -104,7 +102,7 @@ pub fn run(args: &RackArgs) -> Result<(), String> {
         "faults: tunnel cut {} times, appliance restarted {next_restart} times",
         rack.gateway.as_ref().map_or(0, |g| g.cuts)
     );
-    summary(&tracks, &rack, &provider, started, kernel_boots_intact)
+    summary(&tracks, &rack, &provider, started, agent_boots)
 }
 
 /// When to inject `n` faults: within the first 45 s, when commands are flowing in racks of
@@ -150,7 +148,7 @@ fn summary(
     rack: &Rack,
     provider: &InProcess,
     started: Instant,
-    kernel_boots_intact: usize,
+    (agent_boots, intact): (usize, usize),
 ) -> Result<(), String> {
     let mut failures = 0;
     for (t, m) in tracks.iter().zip(&rack.machines) {
@@ -189,7 +187,7 @@ fn summary(
         }
     }
     let boots: usize = rack.machines.iter().map(|m| m.boots.len()).sum();
-    println!("boots: {boots} ({kernel_boots_intact} agent boots byte-checked)");
+    println!("boots: {boots}; agent boots {agent_boots}, byte-exact {intact}");
     let appliances = (provider.provider.store.appliances()).map_err(|e| e.to_string())?;
     let mut lost = 0;
     for (a, link) in &appliances {
@@ -208,6 +206,10 @@ fn summary(
     };
     println!("segment: {sent} frames sent, {dropped} lost");
     match (failures, lost) {
+        _ if intact < agent_boots => Err(format!(
+            "{} agent boots fetched files that differ from the appliance's",
+            agent_boots - intact
+        )),
         (0, 0) => Ok(()),
         (0, n) => Err(format!("{n} events refused or commands without result")),
         (n, _) => Err(format!("{n} machines did not get through the lifecycle")),

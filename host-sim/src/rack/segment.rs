@@ -14,8 +14,10 @@ use std::rc::Rc;
 
 use appliance::frame::UdpFrame;
 use appliance::net::MacAddr;
+use smoltcp::iface::Interface;
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
+use smoltcp::wire::{EthernetAddress, IpCidr};
 
 use super::Rng;
 
@@ -181,6 +183,17 @@ impl Nic {
 
     pub fn port(&self) -> usize {
         self.port
+    }
+
+    /// The stack of a host with a fixed address in the segment's /16 (a BMC, the gateway).
+    pub fn fixed_host(&mut self, mac: MacAddr, ip: Ipv4Addr, now_ms: u64) -> Interface {
+        let config = smoltcp::iface::Config::new(EthernetAddress(mac.0).into());
+        let mut iface = Interface::new(config, self, Instant::from_millis(now_ms as i64));
+        iface.update_ip_addrs(|a| {
+            let _ = a.push(IpCidr::new(ip.into(), 16));
+        });
+        self.set_ip(ip);
+        iface
     }
 
     /// Takes the next received frame out of the inbox, bypassing the IP stack.

@@ -28,6 +28,7 @@ use smoltcp::wire::{EthernetAddress, IpCidr, IpEndpoint};
 
 use dhcp::DhcpPort;
 use http::HttpPort;
+pub use power::BMCS;
 use power::PowerPort;
 use tftp::TftpPort;
 pub use uplink::UplinkSettings;

@@ -417,3 +417,24 @@ fn legacy_bios_boots_legacy() {
     assert_eq!(boot_mode(Some(7)), BootMode::Efi);
     assert_eq!(boot_mode(None), BootMode::Efi);
 }
+
+#[test]
+fn after_an_appliance_restart_the_target_is_resent_but_earlier_boots_still_count() {
+    let mut m = ready();
+    change(&mut m, Change::Allocate(allocation()), "-");
+    m.delivered.boot = Some(install_of(&m));
+    m.delivered.stale = true;
+    let install = install_of(&m);
+    assert_eq!(
+        purposes(&m),
+        vec![Purpose::Boot(install.clone())],
+        "resent before any power command"
+    );
+    boot_served(&mut m, "installer, replayed from the outbox".into());
+    assert!(
+        m.installed,
+        "a boot from before the restart is read against it"
+    );
+    resolve(&mut m, &Purpose::Boot(install), None, &Outcome::Done, 1000);
+    assert!(!m.delivered.stale);
+}

@@ -29,11 +29,13 @@ pub(super) fn create_tables(tx: &WriteTransaction) -> Result<()> {
 }
 
 /// Appliance `id` restarted: what its machines were sent is gone from its memory (the
-/// power cycles they were sent into are not: those happened).
+/// power cycles they were sent into are not: those happened). The boot target stays known,
+/// marked stale: events from before the restart, replayed from the appliance's outbox after
+/// this hello, are read against it.
 fn forget_delivered(tx: &WriteTransaction, id: ApplianceId) -> Result<()> {
     for key in rack_machines(tx, id)? {
         if let Some(mut m) = get_machine(tx, &key)? {
-            m.delivered.boot = None;
+            m.delivered.stale = true;
             m.delivered.bmc_revision = 0;
             m.delivered.power_attempt = None;
             put_machine(tx, &m)?;
