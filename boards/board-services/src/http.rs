@@ -20,6 +20,8 @@ use embassy_net::tcp::{State, TcpSocket};
 use embassy_net::{IpEndpoint, Stack};
 use embassy_time::{Duration, Instant, Timer, with_timeout};
 
+/// The port HTTP listens on (the DHCP boot URL's, `http://<board>/boot.ipxe`).
+pub const PORT: u16 = 80;
 /// Connections served at once (one socket each); more clients wait in SYN retries.
 pub const CONNECTIONS: usize = 2;
 const RX_BUFFER: usize = 1024;

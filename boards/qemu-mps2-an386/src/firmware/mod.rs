@@ -4,18 +4,15 @@
 //! in the flash store; TFTP and the HTTP connections in their own). Logs are defmt frames
 //! over semihosting.
 
-mod assets;
-mod config;
 mod host_flash;
 mod time;
 
-use appliance::http::ScriptConfig;
+use board_services::regions;
 use board_services::store::LeaseFlash;
-use board_services::{http, tftp};
 use defmt::Display2Format;
 use defmt_semihosting as _;
 use embassy_executor::Spawner;
-use embassy_net::{Ipv4Cidr, Runner, Stack, StackResources, StaticConfigV4};
+use embassy_net::{Ipv4Cidr, Runner, StackResources, StaticConfigV4};
 use flash_store::emulated::EmulatedNor;
 use lan9118::Lan9118;
 use static_cell::StaticCell;
@@ -27,7 +24,8 @@ const LAN9118_BASE: usize = 0x4020_0000;
 /// Test-only: QEMU has no RNG, so smoltcp's seed (ephemeral ports, TCP sequence numbers)
 /// is fixed. A real board seeds from its RNG.
 const SEED: u64 = 0x0a4d_0001_5eed_0001;
-const HTTP_PORT: u16 = 80;
+/// A marker the e2e test fetches byte-exact, there with or without an asset region.
+const BUILT_IN: &[(&str, &[u8])] = &[("hello.txt", b"hello from qemu-mps2-an386\n")];
 
 /// QEMU/TEST-ONLY flash geometry (a real board takes its part's): 4-byte program units,
 /// 1 KiB pages, two banks of two pages. A bank holds 84 lease frames, more than the 64
@@ -35,21 +33,6 @@ const HTTP_PORT: u16 = 80;
 type Flash = EmulatedNor<HostFile, 4, 1024>;
 
 static RESOURCES: StaticCell<StackResources<{ board_services::SOCKETS }>> = StaticCell::new();
-static SCRIPT: StaticCell<ScriptConfig<'static>> = StaticCell::new();
-
-#[embassy_executor::task]
-async fn tftp_task(stack: Stack<'static>, store: assets::Store) -> ! {
-    tftp::serve(stack, store).await
-}
-
-#[embassy_executor::task(pool_size = http::CONNECTIONS)]
-async fn http_task(
-    stack: Stack<'static>,
-    script: &'static ScriptConfig<'static>,
-    store: assets::Store,
-) -> ! {
-    http::serve(stack, HTTP_PORT, script, store).await
-}
 
 #[embassy_executor::task]
 async fn net_task(mut runner: Runner<'static, Lan9118>) -> ! {
@@ -75,19 +58,19 @@ fn lease_flash() -> Option<LeaseFlash<Flash>> {
     })
 }
 
+board_services::service_tasks!();
+
 #[embassy_executor::main]
 async fn main(spawner: Spawner) {
     let core = defmt::unwrap!(cortex_m::Peripherals::take(), "core peripherals"); // ok: boot-time init, taken once
     time::start(core.SYST);
 
-    let board = config::load();
-    // Boot-time init failure: load() only returns configs that passed this same check.
+    let board = regions::config();
+    // Boot-time init failure: regions::config() only returns configs that passed this same check.
     let dhcp = match board.dhcp_config() {
         Ok(dhcp) => dhcp,
         Err(e) => defmt::panic!("dhcp config: {}", Display2Format(&e)), // ok: boot-time init, see above
     };
-    let region = assets::region();
-    let script = SCRIPT.init(assets::script(board.ip, &region));
 
     // SAFETY: LAN9118_BASE is the NIC's register block on this board, and this is the
     // only driver instance (main runs once). QEMU's `-nic ...,mac=` should match the MAC.
@@ -103,16 +86,7 @@ async fn main(spawner: Spawner) {
     let resources = RESOURCES.init(StackResources::new());
     let (stack, runner) = embassy_net::new(nic, config, resources, SEED);
     spawner.spawn(defmt::unwrap!(net_task(runner))); // ok: boot-time init, one task instance
-    spawner.spawn(defmt::unwrap!(tftp_task(stack, assets::store(region)))); // ok: boot-time init, one task instance
-    for _ in 0..http::CONNECTIONS {
-        let task = http_task(stack, script, assets::store(region));
-        spawner.spawn(defmt::unwrap!(task)); // ok: boot-time init, the pool holds CONNECTIONS
-    }
-    defmt::info!(
-        "http listening port={} connections={}",
-        HTTP_PORT,
-        http::CONNECTIONS
-    );
+    spawn_services(spawner, stack, board.ip, BUILT_IN);
     defmt::info!(
         "qemu-mps2-an386 up ip={}/{} mac={=[u8]:02x}",
         Display2Format(&board.ip),
