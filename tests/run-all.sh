@@ -24,6 +24,11 @@ cargo build -p qemu-mps2-an386 --release --target thumbv7em-none-eabihf
 cargo run -q -p images -- footprint target/thumbv7em-none-eabihf/release/qemu-mps2-an386 \
     --budget boards/budget.txt --board qemu-mps2-an386
 
+step "firmware for the NUCLEO-H743ZI board (boards/nucleo-h743zi), release: built and measured, not run"
+cargo build -p nucleo-h743zi --release --target thumbv7em-none-eabihf
+cargo run -q -p images -- footprint target/thumbv7em-none-eabihf/release/nucleo-h743zi \
+    --budget boards/budget.txt --board nucleo-h743zi
+
 step "flashable image of the QEMU board (images build; the e2e tests run this binary)"
 cargo run -q -p images -- build --board qemu-mps2-an386 --ip 10.77.0.1/24 \
     --dhcp-pool 10.77.0.100-10.77.0.199 -o target/images/qemu-mps2-an386

@@ -22,11 +22,20 @@ pub struct Board {
     pub qemu_machine: Option<&'static str>,
 }
 
-pub const BOARDS: &[Board] = &[Board {
-    name: "qemu-mps2-an386",
-    default_elf: "target/thumbv7em-none-eabihf/release/qemu-mps2-an386",
-    qemu_machine: Some("mps2-an386"),
-}];
+pub const BOARDS: &[Board] = &[
+    Board {
+        name: "qemu-mps2-an386",
+        default_elf: "target/thumbv7em-none-eabihf/release/qemu-mps2-an386",
+        qemu_machine: Some("mps2-an386"),
+    },
+    // Flashed with probe-rs: firmware.elf, then config.bin at the config region's address
+    // (boards/nucleo-h743zi/README.md).
+    Board {
+        name: "nucleo-h743zi",
+        default_elf: "target/thumbv7em-none-eabihf/release/nucleo-h743zi",
+        qemu_machine: None,
+    },
+];
 
 pub fn board(name: &str) -> Result<&'static Board, String> {
     BOARDS.iter().find(|b| b.name == name).ok_or_else(|| {
