@@ -2,6 +2,7 @@
 //! enrollment QR, boots a QEMU-board image on a TAP (the simulator a user tries before
 //! flashing), and reports a firmware's footprint by section and crate. See README.md.
 
+mod assets;
 mod config;
 mod elf;
 mod footprint;
@@ -41,6 +42,10 @@ enum Command {
         /// Enrollment token (`rack1:...`, from `provider token create`).
         #[arg(long)]
         token: Option<String>,
+        /// A boot file for the asset region (`undionly.kpxe=/usr/lib/ipxe/undionly.kpxe`; a
+        /// `boot.ipxe` is the script template); repeatable. Written to DIR/assets.bin.
+        #[arg(long = "asset", value_name = "NAME=PATH")]
+        assets: Vec<String>,
         #[arg(short, long)]
         out: PathBuf,
     },
@@ -88,6 +93,7 @@ fn run(command: Command) -> Result<(), String> {
             config,
             network,
             token,
+            assets,
             out,
         } => {
             let board = image::board(&board)?;
@@ -101,6 +107,7 @@ fn run(command: Command) -> Result<(), String> {
             let config = network.board_config(token.as_deref())?;
             let elf = elf.unwrap_or_else(|| PathBuf::from(board.default_elf));
             let manifest = image::build(board, &elf, &config, &out)?;
+            let manifest = assets::add(&out, manifest, &assets)?;
             println!("image {} for {}:", out.display(), manifest.board);
             for f in &manifest.files {
                 let at = f.load_address.as_deref().unwrap_or("-");
@@ -117,7 +124,8 @@ fn run(command: Command) -> Result<(), String> {
         }
         Command::Qr { dir } => print_qr(&dir),
         Command::RunQemu { dir, tap, print } => {
-            let args = image::qemu_args(&dir, &tap)?;
+            let mut args = image::qemu_args(&dir, &tap)?;
+            args.extend(assets::qemu_args(&dir)?);
             if print {
                 println!("qemu-system-arm {}", args.join(" "));
                 return Ok(());

@@ -15,8 +15,6 @@ use crate::{Workdir, require_tool, target_dir};
 
 /// The firmware's MAC (fixed in the firmware; QEMU's NIC is given the same).
 pub const FIRMWARE_MAC: &str = "02:00:00:77:00:01";
-/// The QEMU board's asset region (`boards/qemu-mps2-an386/memory.x`).
-pub const ASSETS_ADDR: u32 = 0x2100_1000;
 
 /// The release ELF that `tests/run-all.sh` builds, when running as root and it is there;
 /// otherwise `None` after saying why the test is skipped.
@@ -63,34 +61,6 @@ impl Board {
     /// with the log in `<name>-qemu.log`. The board's flash file in the work directory
     /// (`qemu-flash.bin`, QEMU's working directory) is what the earlier boot left.
     pub fn boot_again(rack: &Rack, wd: &Workdir, elf: &Path, tap: &str, name: &str) -> Board {
-        Board::boot_with(rack, wd, elf, tap, name, &[])
-    }
-
-    /// Boots `elf` on `tap` (which must be in the rack) with the asset region `assets` (a file
-    /// packed by `board_config::assets`) loaded where the firmware looks for it.
-    pub fn boot_with_assets(
-        rack: &Rack,
-        wd: &Workdir,
-        elf: &Path,
-        tap: &str,
-        assets: &Path,
-    ) -> Board {
-        rack.add_tap(tap);
-        let loader = format!(
-            "loader,file={},addr={ASSETS_ADDR:#x},force-raw=on",
-            assets.display()
-        );
-        Board::boot_with(rack, wd, elf, tap, "firmware", &["-device", &loader])
-    }
-
-    fn boot_with(
-        rack: &Rack,
-        wd: &Workdir,
-        elf: &Path,
-        tap: &str,
-        name: &str,
-        extra: &[&str],
-    ) -> Board {
         require_tool("qemu-system-arm", "qemu-system-arm");
         let mut cmd = rack.ns().command("qemu-system-arm");
         // With target=native, the firmware's writes to stdout are QEMU's own stdout.
@@ -101,8 +71,7 @@ impl Board {
             .arg("-nic")
             .arg(format!(
                 "tap,ifname={tap},script=no,downscript=no,model=lan9118,mac={FIRMWARE_MAC}"
-            ))
-            .args(extra);
+            ));
         Board::start(wd, elf, &mut cmd, name)
     }
 

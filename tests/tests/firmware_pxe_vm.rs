@@ -1,6 +1,7 @@
 //! A QEMU x86-64 VM PXE-boots from the QEMU board's firmware into the Linux kernel marker
 //! (issue 6, "Prove it"): the firmware on a TAP in the rack bridge, the VM (SeaBIOS and
-//! QEMU's iPXE ROM) on another.
+//! QEMU's iPXE ROM) on another. The image is made by `images build` with the boot files in its
+//! asset region (`--asset`) and booted by `images run-qemu`.
 //!
 //! The chain: the ROM's DHCP (user class iPXE) gets `http://10.77.0.1/boot.ipxe` from the
 //! firmware; the firmware's HTTP renders the script from the asset region's template, which
@@ -9,7 +10,7 @@
 //! `undionly` driver, boots the kernel and initrd. Those do not fit a board, so the template
 //! points them at a plain HTTP server on the host side (busybox httpd at 10.77.0.2:8080).
 
-use std::fs;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use e2e::boot::{self, MARKER};
@@ -57,25 +58,35 @@ fn vm_pxe_boots_from_the_firmware() {
     let _vm = boot::vm_lock();
     let wd = Workdir::new("fw-pxe-vm");
 
-    // The asset region: undionly.kpxe and the template.
-    let undionly = fs::read(fx.file("undionly.kpxe")).expect("read undionly.kpxe");
-    let template = template();
-    let files: &[(&str, &[u8])] = &[
-        ("undionly.kpxe", &undionly),
-        ("boot.ipxe", template.as_bytes()),
-    ];
-    let mut region = vec![0; board_config::assets::encoded_len(files)];
-    board_config::assets::encode(files, &mut region).expect("pack the asset region");
-    let assets = wd.file("assets.bin");
-    fs::write(&assets, &region).expect("write assets.bin");
-    eprintln!(
-        "asset region: {} bytes (undionly.kpxe {} bytes)",
-        region.len(),
-        undionly.len()
-    );
+    // The image, its asset region holding undionly.kpxe and the template (`images build
+    // --asset`, as an operator makes it).
+    let template = boot::write_text(wd.path(), "boot.ipxe", &template());
+    let image = wd.dir("image");
+    let out = Command::new(firmware::images())
+        .args(["build", "--board", "qemu-mps2-an386", "--elf"])
+        .arg(&elf)
+        .args([
+            "--ip",
+            "10.77.0.1/24",
+            "--dhcp-pool",
+            "10.77.0.100-10.77.0.199",
+        ])
+        .arg("--asset")
+        .arg(format!(
+            "undionly.kpxe={}",
+            fx.file("undionly.kpxe").display()
+        ))
+        .arg("--asset")
+        .arg(format!("boot.ipxe={}", template.display()))
+        .arg("-o")
+        .arg(&image)
+        .output()
+        .unwrap_or_else(|e| panic!("images build: {e}"));
+    assert!(out.status.success(), "images build: {out:?}");
+    eprint!("{}", String::from_utf8_lossy(&out.stdout));
 
     let rack = Rack::new("fw-pxe-vm");
-    let mut board = Board::boot_with_assets(&rack, &wd, &elf, "fwp0", &assets);
+    let mut board = Board::boot_image(&rack, &wd, &image, "fwp0");
     board
         .wait_line("the firmware's start line", BOOT, |l| {
             l.contains("qemu-mps2-an386 up ip=10.77.0.1/24")
