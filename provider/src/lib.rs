@@ -19,6 +19,7 @@ mod glue;
 pub mod hex;
 pub mod lifecycle;
 pub mod model;
+pub mod omni;
 pub mod store;
 pub mod tls;
 pub mod token_output;

@@ -1,0 +1,299 @@
+//! The adapter's work: register the provider (InfraProviderStatus with the static label),
+//! beat every 30 s (InfraProviderHealthStatus), watch InfraMachine and BMCConfig and apply
+//! them to the store, and write InfraMachineStatus back only when it changed. All state
+//! but a few ids lives in Omni and the store, so a restart resumes from a fresh watch.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prost::Message;
+use prost_types::Timestamp;
+
+use super::client::{self, Client, Error};
+use super::mapping::{self, Seen};
+use super::proto::{
+    BmcConfigSpec, EventType, InfraMachineSpec, InfraMachineStatusSpec,
+    InfraProviderHealthStatusSpec, InfraProviderStatusSpec, Resource,
+};
+use super::sign::Signer;
+use super::*;
+use crate::model::Change;
+use crate::store::Store;
+
+/// Omni's expectation for the health heartbeat.
+pub const HEARTBEAT: Duration = Duration::from_secs(30);
+/// Changes applied for one event at most: `next_change` converges in a handful.
+const MAX_CHANGES: usize = 8;
+
+pub struct Options {
+    pub endpoint: String,
+    pub provider_id: String,
+    pub signer: Arc<Signer>,
+    /// Added to this host's clock when signing (tests play a skewed clock with it).
+    pub clock_offset_secs: i64,
+    pub heartbeat: Duration,
+}
+
+pub struct Adapter {
+    client: Client,
+    store: Arc<Store>,
+    id: String,
+    heartbeat: Duration,
+    /// Per machine id: what Omni wants, the reboot bookkeeping, and the status last written.
+    wants: HashMap<String, InfraMachineSpec>,
+    seen: HashMap<String, Seen>,
+    written: HashMap<String, InfraMachineStatusSpec>,
+    /// BMCConfig versions applied, so an unchanged one is not re-sent.
+    bmc_versions: HashMap<String, String>,
+}
+
+fn spec_of<M: Message + Default>(r: &Resource) -> Result<M, Error> {
+    let bytes = r.spec.as_ref().map_or(&[][..], |s| &s.proto_spec[..]);
+    M::decode(bytes).map_err(|e| Error::Malformed(format!("spec: {e}")))
+}
+
+fn now_timestamp() -> Timestamp {
+    Timestamp {
+        seconds: crate::store::now() as i64,
+        nanos: 0,
+    }
+}
+
+impl Adapter {
+    pub async fn connect(store: Arc<Store>, opts: &Options) -> Result<Adapter, Error> {
+        let client =
+            Client::connect(&opts.endpoint, opts.signer.clone(), opts.clock_offset_secs).await?;
+        Ok(Adapter {
+            client,
+            store,
+            id: opts.provider_id.clone(),
+            heartbeat: opts.heartbeat,
+            wants: HashMap::new(),
+            seen: HashMap::new(),
+            written: HashMap::new(),
+            bmc_versions: HashMap::new(),
+        })
+    }
+
+    fn labels(&self) -> Vec<(String, String)> {
+        vec![(LABEL_PROVIDER_ID.to_string(), self.id.clone())]
+    }
+
+    fn ours(&self, r: &Resource) -> bool {
+        r.metadata
+            .as_ref()
+            .and_then(|m| m.labels.get(LABEL_PROVIDER_ID))
+            .is_some_and(|id| *id == self.id)
+    }
+
+    /// Writes the InfraProviderStatus that makes the provider appear in Omni as static.
+    pub async fn register(&mut self) -> Result<(), Error> {
+        let spec = InfraProviderStatusSpec {
+            name: "Rack appliances".into(),
+            description: "Bare-metal machines of the racks behind rack-top appliances".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            ..Default::default()
+        };
+        let mut labels = self.labels();
+        labels.push((LABEL_STATIC.into(), String::new()));
+        let r = client::resource(NS_INFRA, PROVIDER_STATUS, &self.id, labels, &spec);
+        self.client.put(r).await?;
+        self.beat("").await
+    }
+
+    /// One heartbeat, with the last error if there is one.
+    pub async fn beat(&mut self, error: &str) -> Result<(), Error> {
+        let spec = InfraProviderHealthStatusSpec {
+            last_heartbeat_timestamp: Some(now_timestamp()),
+            error: error.into(),
+        };
+        let r = client::resource(
+            NS_EPHEMERAL,
+            PROVIDER_HEALTH,
+            &self.id,
+            self.labels(),
+            &spec,
+        );
+        self.client.put(r).await.map(drop)
+    }
+
+    /// Takes one InfraMachine into the store and writes its status back. A machine the
+    /// store does not know (it never PXE-booted behind an appliance) is skipped.
+    pub async fn machine(&mut self, r: &Resource) -> Result<(), Error> {
+        let Some(id) = r.metadata.as_ref().map(|m| m.id.clone()) else {
+            return Err(Error::Malformed("InfraMachine without metadata".into()));
+        };
+        let want: InfraMachineSpec = spec_of(r)?;
+        if !self.seen.contains_key(&id) {
+            let before = self.client.get(NS_INFRA, INFRA_MACHINE_STATUS, &id).await?;
+            let before: InfraMachineStatusSpec = match &before {
+                Some(r) => spec_of(r)?,
+                None => Default::default(),
+            };
+            let seen = Seen {
+                reported_reboot: before.last_reboot_id,
+                ..Default::default()
+            };
+            self.seen.insert(id.clone(), seen);
+        }
+        self.wants.insert(id.clone(), want);
+        self.apply(&id);
+        self.write_status(&id).await
+    }
+
+    /// Applies what Omni wants of `id` to the store, change by change.
+    fn apply(&mut self, id: &str) {
+        let (Some(want), Some(seen)) = (self.wants.get(id), self.seen.get_mut(id)) else {
+            return;
+        };
+        for _ in 0..MAX_CHANGES {
+            let m = match self.store.machine(id) {
+                Ok(m) => m,
+                Err(e) => return eprintln!("provider: omni: InfraMachine {id}: {e}"),
+            };
+            let change = match mapping::next_change(&m, want, seen) {
+                Ok(Some(c)) => c,
+                Ok(None) => return,
+                Err(e) => return eprintln!("provider: omni: InfraMachine {id}: {e}"),
+            };
+            match self.store.change_machine(id, &change) {
+                Ok(m) if change == Change::Reboot => mapping::reboot_requested(seen, want, &m),
+                Ok(_) => {}
+                Err(e) => return eprintln!("provider: omni: InfraMachine {id}: {change:?}: {e}"),
+            }
+        }
+        eprintln!("provider: omni: InfraMachine {id}: still changing after {MAX_CHANGES} changes");
+    }
+
+    /// Writes `id`'s InfraMachineStatus if it differs from the one last written.
+    async fn write_status(&mut self, id: &str) -> Result<(), Error> {
+        let (Some(want), Some(seen)) = (self.wants.get(id), self.seen.get_mut(id)) else {
+            return Ok(());
+        };
+        let Ok(m) = self.store.machine(id) else {
+            return Ok(());
+        };
+        let status = mapping::status(&m, want, seen);
+        if self.written.get(id) == Some(&status) {
+            return Ok(());
+        }
+        let r = client::resource(NS_INFRA, INFRA_MACHINE_STATUS, id, self.labels(), &status);
+        self.client.put(r).await?;
+        self.written.insert(id.to_string(), status);
+        Ok(())
+    }
+
+    /// Takes one BMCConfig into the store (once per version).
+    pub async fn bmc(&mut self, r: &Resource) -> Result<(), Error> {
+        let Some(md) = r.metadata.as_ref() else {
+            return Err(Error::Malformed("BMCConfig without metadata".into()));
+        };
+        if self.bmc_versions.get(&md.id) == Some(&md.version) {
+            return Ok(());
+        }
+        let spec: BmcConfigSpec = spec_of(r)?;
+        let result = mapping::bmc_change(&spec).and_then(|c| {
+            self.store
+                .change_machine(&md.id, &c)
+                .map_err(|e| e.to_string())
+        });
+        match result {
+            Ok(_) => {
+                self.bmc_versions.insert(md.id.clone(), md.version.clone());
+            }
+            Err(e) => eprintln!("provider: omni: BMCConfig {}: {e}", md.id),
+        }
+        Ok(())
+    }
+
+    /// Re-applies and writes back every machine Omni told us of (the store moves on
+    /// between events: power observed, installs served). Writes only what changed.
+    pub async fn sync(&mut self) -> Result<(), Error> {
+        let ids: Vec<String> = self.wants.keys().cloned().collect();
+        for id in ids {
+            self.apply(&id);
+            self.write_status(&id).await?;
+        }
+        Ok(())
+    }
+
+    /// Registers, then follows Omni's InfraMachines and BMCConfigs, beating and syncing
+    /// every heartbeat, until a call or a stream fails.
+    pub async fn run(&mut self) -> Result<(), Error> {
+        self.register().await?;
+        let mut machines = self.client.watch(NS_INFRA, INFRA_MACHINE).await?;
+        let mut bmcs = self.client.watch(NS_INFRA, BMC_CONFIG).await?;
+        let mut tick = tokio::time::interval(self.heartbeat);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                m = machines.message() => {
+                    let m = m.map_err(|s| client::call_error("Watch", s))?;
+                    let m = m.ok_or_else(|| Error::Malformed("InfraMachine watch ended".into()))?;
+                    for event in m.event {
+                        if let Some(r) = self.event(event)? {
+                            self.machine(&r).await?;
+                        }
+                    }
+                }
+                b = bmcs.message() => {
+                    let b = b.map_err(|s| client::call_error("Watch", s))?;
+                    let b = b.ok_or_else(|| Error::Malformed("BMCConfig watch ended".into()))?;
+                    for event in b.event {
+                        if let Some(r) = self.event(event)? {
+                            self.bmc(&r).await?;
+                        }
+                    }
+                    self.sync().await?;
+                }
+                _ = tick.tick() => {
+                    self.beat("").await?;
+                    self.sync().await?;
+                }
+            }
+        }
+    }
+
+    /// The resource of a created or updated event, if it is this provider's.
+    fn event(&mut self, e: super::proto::Event) -> Result<Option<Resource>, Error> {
+        match EventType::try_from(e.event_type) {
+            Ok(EventType::Created | EventType::Updated) => Ok(e.resource.filter(|r| self.ours(r))),
+            Ok(EventType::Destroyed) => {
+                if let Some(id) = e.resource.and_then(|r| r.metadata).map(|m| m.id) {
+                    self.wants.remove(&id);
+                    self.seen.remove(&id);
+                    self.written.remove(&id);
+                }
+                Ok(None)
+            }
+            Ok(EventType::Errored) => Err(Error::Malformed(format!(
+                "watch error: {}",
+                e.error.unwrap_or_default()
+            ))),
+            Ok(_) => Ok(None),
+            Err(_) => Err(Error::Malformed(format!("event type {}", e.event_type))),
+        }
+    }
+}
+
+/// Runs the adapter for good: on any failure it says why on stderr and starts again after
+/// 1 s, doubling to 60 s (a run that lasted a heartbeat resets the delay).
+pub async fn run_forever(store: Arc<Store>, opts: Options) {
+    let mut delay = Duration::from_secs(1);
+    loop {
+        let started = tokio::time::Instant::now();
+        let result = match Adapter::connect(store.clone(), &opts).await {
+            Ok(mut a) => a.run().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            eprintln!("provider: omni: {e}; again in {} s", delay.as_secs());
+        }
+        if started.elapsed() > opts.heartbeat {
+            delay = Duration::from_secs(1);
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(60));
+    }
+}
