@@ -168,3 +168,53 @@ fn take(r: &mut Response, buf: &[u8]) -> usize {
     r.read += n;
     used + n
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The client after it has read `script` as `/boot.ipxe`.
+    fn after_script(script: &str) -> Result<HttpClient, String> {
+        let mut c = HttpClient::new("http://10.77.0.1/boot.ipxe")?;
+        c.queue.clear();
+        c.finish(Response {
+            path: "/boot.ipxe".into(),
+            head: b"HTTP/1.1 200 OK\r\n\r\n".to_vec(),
+            body: script.as_bytes().to_vec(),
+            ..Response::default()
+        })?;
+        Ok(c)
+    }
+
+    #[test]
+    fn the_script_decides_what_boots() {
+        let c = after_script("#!ipxe\nkernel http://10.77.0.1/vmlinuz initrd=initrd.img\ninitrd http://10.77.0.1/initrd.img\nboot\n").unwrap();
+        assert_eq!(c.queue, ["/vmlinuz", "/initrd.img"]);
+        assert_eq!(c.booted, None, "not before the kernel is fetched");
+        let c = after_script("#!ipxe\nexit\n").unwrap();
+        assert_eq!(c.booted, Some(Booted::Disk));
+        let url = "https://pxe.factory.talos.dev/pxe/abc/v1.11.5/metal-amd64";
+        let c = after_script(&format!("#!ipxe\nchain {url}\n")).unwrap();
+        assert_eq!(c.booted, Some(Booted::Chain(url.into())));
+        let c = after_script("#!ipxe\nchain http://10.77.0.1/next.ipxe\n").unwrap();
+        assert_eq!(
+            c.queue,
+            ["/next.ipxe"],
+            "a script on the appliance is followed"
+        );
+        assert!(after_script("#!ipxe\necho nothing\n").is_err());
+    }
+
+    #[test]
+    fn only_the_appliance_is_followed() {
+        let server = "10.77.0.1".parse().unwrap();
+        assert!(HttpClient::on_server("http://10.77.0.1/boot.ipxe", server));
+        assert!(HttpClient::on_server("http://10.77.0.1:8080/x", server));
+        assert!(!HttpClient::on_server("http://10.77.0.2/boot.ipxe", server));
+        assert!(!HttpClient::on_server(
+            "https://10.77.0.1/boot.ipxe",
+            server
+        ));
+        assert!(!HttpClient::on_server("tftp://10.77.0.1/x", server));
+    }
+}

@@ -161,3 +161,36 @@ fn served(mac: MacAddr, what: Served, at: u64) -> Option<Event> {
         at,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chain(r: &mut Reporter, url: &str) -> Option<Event> {
+        let mac = MacAddr([0x52, 0x54, 0, 0, 0, 1]);
+        r.event(
+            Observation::Chain {
+                mac,
+                url: url.into(),
+            },
+            100,
+            &|_| None,
+        )
+    }
+
+    #[test]
+    fn a_chain_elsewhere_is_a_boot_served_and_our_script_is_not() {
+        let mut r = Reporter::new(Ipv4Addr::new(10, 77, 0, 1), 80, "boot.ipxe");
+        let url = "https://pxe.factory.talos.dev/pxe/abc/v1.11.5/metal-amd64";
+        match chain(&mut r, url) {
+            Some(Event::BootServed(b)) => {
+                assert_eq!(b.what, Served::Script(url.try_into().unwrap()))
+            }
+            other => panic!("expected BootServed, got {other:?}"),
+        }
+        assert!(
+            chain(&mut r, "http://10.77.0.1/boot.ipxe?mac=52:54:00:00:00:01").is_none(),
+            "the script is reported when it is fetched"
+        );
+    }
+}
