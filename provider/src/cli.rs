@@ -13,10 +13,12 @@ use crate::model::{Allocation, BmcConfig, BootOverride, Change, NewToken, Prefer
 use crate::store::StoreConfig;
 use crate::tls::token::EnrollmentToken;
 use crate::tunnel::TunnelOptions;
-use crate::{Provider, TlsOptions, hex, tls, token_output};
+use crate::{Provider, TlsOptions, hex, omni, tls, token_output};
 
 mod listing;
+mod omni_args;
 use listing::{appliance_rows, machine_rows, output};
+use omni_args::OmniArgs;
 
 const DEFAULT_API: &str = "127.0.0.1:8790";
 const DEFAULT_LISTEN: &str = "0.0.0.0:8791";
@@ -54,6 +56,8 @@ enum Cmd {
         /// Image Factory PXE base URL for installs.
         #[arg(long, default_value = "https://pxe.factory.talos.dev/pxe")]
         factory_url: String,
+        #[command(flatten)]
+        omni: OmniArgs,
     },
     /// Lists the appliances.
     Appliances {
@@ -182,6 +186,7 @@ fn execute(cli: Cli) -> Result<(), String> {
         server_names,
         agent_url,
         factory_url,
+        omni,
     } = cli.command
     {
         let api: SocketAddr = cli
@@ -197,7 +202,7 @@ fn execute(cli: Cli) -> Result<(), String> {
             server_names,
             state_dir,
         };
-        return serve(tls, api, &agent_url, factory_url);
+        return serve(tls, api, &agent_url, factory_url, omni.options()?);
     }
     let client = Client::new(&cli.api)?;
     let change = |machine: &str, change: Change| -> Result<(), String> {
@@ -340,6 +345,7 @@ fn serve(
     api: SocketAddr,
     agent_url: &str,
     factory_url: String,
+    omni: Option<omni::adapter::Options>,
 ) -> Result<(), String> {
     let mut config = StoreConfig::default();
     config.lifecycle.factory_url = factory_url;
@@ -350,7 +356,17 @@ fn serve(
         .map_err(|e| format!("{}: {e}", tls.state_dir.display()))?;
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     runtime
-        .block_on(crate::serve(provider, api, &tls))
+        .block_on(async {
+            if let Some(options) = omni {
+                eprintln!(
+                    "provider: omni: {} as {}",
+                    options.endpoint, options.provider_id
+                );
+                let store = provider.store.clone();
+                tokio::spawn(omni::adapter::run_forever(store, options));
+            }
+            crate::serve(provider, api, &tls).await
+        })
         .map_err(|e| format!("serve: {e}"))
 }
 

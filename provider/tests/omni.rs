@@ -215,3 +215,62 @@ async fn adapter_against_the_stand_in() {
     assert!(matches!(e, Error::Denied(_)), "{e}");
     assert_eq!(omni.refused().len(), 4, "{:?}", omni.refused());
 }
+
+/// Kills the service however the test ends.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(dir: &std::path::Path, omni: &str, key: &str) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_provider"));
+    cmd.args(["serve", "--state-dir"])
+        .arg(dir)
+        .args(["--api", "127.0.0.1:0", "--listen", "127.0.0.1:0"])
+        .args(["--omni-endpoint", omni, "--provider-id", PROVIDER])
+        .env("OMNI_SERVICE_ACCOUNT_KEY", key)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    cmd
+}
+
+#[tokio::test]
+async fn serve_registers_with_omni() {
+    let secret = key("rack <rack@infra-provider.serviceaccount.omni.sidero.dev>");
+    let (omni, addr) = Omni::start(SignedPublicKey::from(secret.clone()), PROVIDER).await;
+    let dir = std::env::temp_dir().join(format!("provider-omni-serve-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // A key that is not one: refused at start, before anything listens.
+    let out = serve(&dir, &format!("http://{addr}"), "%%%")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("service account key: not base64"),
+        "{stderr}"
+    );
+
+    let child = serve(
+        &dir,
+        &format!("http://{addr}"),
+        &service_account_key(&secret),
+    )
+    .spawn()
+    .unwrap();
+    let _service = Killed(child);
+    until("InfraProviderStatus from serve", || {
+        omni.get(NS_INFRA, PROVIDER_STATUS, PROVIDER)
+    })
+    .await;
+    until("heartbeat from serve", || {
+        omni.get(NS_EPHEMERAL, PROVIDER_HEALTH, PROVIDER)
+    })
+    .await;
+    assert!(omni.refused().is_empty(), "{:?}", omni.refused());
+}
