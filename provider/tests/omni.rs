@@ -15,7 +15,8 @@ use provider::model::Acceptance;
 use provider::omni::adapter::{Adapter, Options};
 use provider::omni::client::{self, Client, Error};
 use provider::omni::proto::{
-    InfraMachineSpec, InfraMachineStatusSpec, InfraProviderHealthStatusSpec, Resource,
+    BmcConfig, BmcConfigSpec, InfraMachineSpec, InfraMachineStatusSpec,
+    InfraProviderHealthStatusSpec, Ipmi, Resource,
 };
 use provider::omni::sign::Signer;
 use provider::omni::*;
@@ -272,5 +273,67 @@ async fn serve_registers_with_omni() {
         omni.get(NS_EPHEMERAL, PROVIDER_HEALTH, PROVIDER)
     })
     .await;
+    assert!(omni.refused().is_empty(), "{:?}", omni.refused());
+}
+
+#[tokio::test]
+async fn dropped_watches_resume_and_bad_specs_are_skipped() {
+    let secret = key("rack <rack@infra-provider.serviceaccount.omni.sidero.dev>");
+    let (omni, addr) = Omni::start(SignedPublicKey::from(secret.clone()), PROVIDER).await;
+    let signer = Arc::new(Signer::from_service_account_key(&service_account_key(&secret)).unwrap());
+    let store = store();
+    // A resource whose spec is not an InfraMachine's: skipped, the others still served.
+    let mut bad = infra_machine(InfraMachineSpec::default());
+    bad.metadata.as_mut().unwrap().id = "bad".into();
+    bad.spec.as_mut().unwrap().proto_spec = vec![0xff; 4];
+    omni.put(bad);
+    let accepted = InfraMachineSpec {
+        acceptance_status: 1,
+        ..Default::default()
+    };
+    omni.put(infra_machine(accepted.clone()));
+
+    let opts = Options {
+        endpoint: format!("http://{addr}"),
+        provider_id: PROVIDER.into(),
+        signer,
+        clock_offset_secs: 0,
+        heartbeat: Duration::from_millis(200),
+    };
+    let running = tokio::spawn(provider::omni::adapter::run_forever(store.clone(), opts));
+    until("accept", || {
+        (store.machine(UUID).unwrap().acceptance == Acceptance::Accepted).then_some(())
+    })
+    .await;
+
+    // Omni's BMC configuration reaches the store.
+    let bmc = BmcConfigSpec {
+        config: Some(BmcConfig {
+            ipmi: Some(Ipmi {
+                address: "10.0.0.9".into(),
+                port: 623,
+                username: "admin".into(),
+                password: "secret".into(),
+            }),
+            api: None,
+        }),
+    };
+    let labels = [(LABEL_PROVIDER_ID.to_string(), PROVIDER.to_string())];
+    omni.put(client::resource(NS_INFRA, BMC_CONFIG, UUID, labels, &bmc));
+    until("BMC", || store.machine(UUID).unwrap().bmc_revision).await;
+
+    // The streams drop; what Omni changes meanwhile arrives once the adapter is back.
+    omni.cut_watches();
+    let allocated = InfraMachineSpec {
+        preferred_power_state: 1,
+        cluster_talos_version: "v1.9.0".into(),
+        ..accepted
+    };
+    omni.put(infra_machine(allocated));
+    until("allocation after the cut", || {
+        store.machine(UUID).unwrap().allocation.map(|_| ())
+    })
+    .await;
+    running.abort();
     assert!(omni.refused().is_empty(), "{:?}", omni.refused());
 }

@@ -124,7 +124,15 @@ impl Adapter {
         let Some(id) = r.metadata.as_ref().map(|m| m.id.clone()) else {
             return Err(Error::Malformed("InfraMachine without metadata".into()));
         };
-        let want: InfraMachineSpec = spec_of(r)?;
+        // A spec this adapter cannot read is Omni's bug or a newer Omni: said, and skipped,
+        // so one bad resource does not stop the others.
+        let want: InfraMachineSpec = match spec_of(r) {
+            Ok(w) => w,
+            Err(e) => {
+                eprintln!("provider: omni: InfraMachine {id}: {e}");
+                return Ok(());
+            }
+        };
         if !self.seen.contains_key(&id) {
             let before = self.client.get(NS_INFRA, INFRA_MACHINE_STATUS, &id).await?;
             let before: InfraMachineStatusSpec = match &before {
@@ -192,8 +200,8 @@ impl Adapter {
         if self.bmc_versions.get(&md.id) == Some(&md.version) {
             return Ok(());
         }
-        let spec: BmcConfigSpec = spec_of(r)?;
-        let result = mapping::bmc_change(&spec).and_then(|c| {
+        let spec = spec_of::<BmcConfigSpec>(r).map_err(|e| e.to_string());
+        let result = spec.and_then(|s| mapping::bmc_change(&s)).and_then(|c| {
             self.store
                 .change_machine(&md.id, &c)
                 .map_err(|e| e.to_string())

@@ -38,6 +38,8 @@ struct World {
 pub struct Omni {
     world: Arc<Mutex<World>>,
     events: broadcast::Sender<Event>,
+    /// Ends every open watch with an error, as a dropped connection does.
+    cuts: broadcast::Sender<()>,
 }
 
 struct Service {
@@ -65,6 +67,7 @@ impl Omni {
         let omni = Omni {
             world: Arc::default(),
             events,
+            cuts: broadcast::channel(4).0,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -108,6 +111,11 @@ impl Omni {
         w.resources
             .get(&(ns.into(), typ.into(), id.into()))
             .cloned()
+    }
+
+    /// Cuts every open watch stream.
+    pub fn cut_watches(&self) {
+        let _ = self.cuts.send(());
     }
 
     pub fn refused(&self) -> Vec<String> {
@@ -313,6 +321,7 @@ impl State for Service {
             }
         };
         let mut live = self.omni.events.subscribe();
+        let mut cut = self.omni.cuts.subscribe();
         let existing: Vec<Event> = {
             let world = self.omni.world.lock().unwrap();
             let bootstrapped = Event {
@@ -339,7 +348,15 @@ impl State for Service {
                 }
             }
             loop {
-                match live.recv().await {
+                let event = tokio::select! {
+                    biased;
+                    _ = cut.recv() => {
+                        let _ = tx.send(Err(Status::unavailable("stream cut"))).await;
+                        return;
+                    }
+                    e = live.recv() => e,
+                };
+                match event {
                     Ok(e) if e.resource.as_ref().is_some_and(&matches) => {
                         if send(e).await.is_err() {
                             return;
