@@ -111,6 +111,16 @@ impl<'a> PowerManager<'a> {
         }
     }
 
+    /// Sets how often each BMC's state is re-read (the provider's poll interval). A read
+    /// already scheduled further out than `interval_ms` from `now` is brought forward.
+    pub fn set_status_interval(&mut self, interval_ms: u64, now: u64) {
+        self.config.status_interval_ms = interval_ms;
+        let latest = now.saturating_add(interval_ms);
+        for s in self.slots[..self.used].iter_mut() {
+            s.next_status_at = s.next_status_at.min(latest);
+        }
+    }
+
     /// Registers a BMC, optionally tied to the machine it powers. Its state is read first.
     pub fn add(&mut self, machine: Option<MacAddr>, now: u64) -> Result<BmcId, Full> {
         let id = self.used;
@@ -354,6 +364,25 @@ mod tests {
             pm.complete(id, answer(op), now);
         }
         jobs
+    }
+
+    #[test]
+    fn the_provider_sets_the_status_interval() {
+        let mut slots = [Slot::default(); 4];
+        let mut pm = PowerManager::new(config(), &mut slots);
+        pm.add(Some(MAC), 0).unwrap();
+        run(&mut pm, 0, |_| Ok(PowerState::Off));
+        assert_eq!(pm.poll_at(), Some(30_000));
+        pm.set_status_interval(10_000, 1_000);
+        assert_eq!(pm.poll_at(), Some(11_000), "brought forward");
+        assert_eq!(run(&mut pm, 11_000, |_| Ok(PowerState::Off)).len(), 1);
+        assert_eq!(pm.poll_at(), Some(21_000));
+        pm.set_status_interval(60_000, 12_000);
+        assert_eq!(
+            pm.poll_at(),
+            Some(21_000),
+            "a longer interval applies after the next read"
+        );
     }
 
     #[test]

@@ -106,6 +106,11 @@ impl PowerPort {
         })
     }
 
+    /// How often each BMC's state is re-read (the provider's `power_poll_secs`).
+    pub fn set_status_interval(&mut self, interval_ms: u64, now: u64) {
+        self.manager.set_status_interval(interval_ms, now);
+    }
+
     /// Takes the machine's BMC; `Err` is the command's failure, `Ok` means it is answered
     /// later through [`PowerPort::reports`].
     pub fn credentials(

@@ -63,6 +63,8 @@ impl Applied {
                     .and_then(|t| set(inventory, key, t))
             }
             Command::ConfigUpdate(config) => {
+                let poll_ms = u64::from(config.power_poll_secs.max(1)) * 1000;
+                tables.power.set_status_interval(poll_ms, now);
                 self.config = Some(config);
                 let agent = self.boot_target(&Wanted::Agent { wipe_id: None });
                 agent.and_then(|t| {
