@@ -49,9 +49,9 @@ fn service_account_key(key: &SignedSecretKey) -> String {
     base64::engine::general_purpose::STANDARD.encode(json.to_string())
 }
 
-/// A store with one machine, as an appliance reported it.
-fn store() -> Arc<Store> {
-    let dir = std::env::temp_dir().join(format!("provider-omni-{}", std::process::id()));
+/// A store of its own for test `name`, with one machine, as an appliance reported it.
+fn store(name: &str) -> Arc<Store> {
+    let dir = std::env::temp_dir().join(format!("provider-omni-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let store = Store::open(&dir, StoreConfig::default()).unwrap();
     let a = store.register_appliance("fp", "rack-a").unwrap();
@@ -99,7 +99,7 @@ async fn adapter_against_the_stand_in() {
         signer.identity(),
         "rack@infra-provider.serviceaccount.omni.sidero.dev"
     );
-    let store = store();
+    let store = store("adapter");
     omni.put(infra_machine(InfraMachineSpec::default()));
 
     let opts = Options {
@@ -181,6 +181,29 @@ async fn adapter_against_the_stand_in() {
     })
     .await;
     assert!(!s.installed);
+
+    // Idle: nothing changes, so no InfraMachine call at all; the heartbeat alone (a Get and
+    // an Update each 30 s in production, here each 200 ms) whatever the number of machines.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = omni.calls();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let after = omni.calls();
+    let per_type = |typ: &str| -> u64 {
+        let n = |c: &std::collections::BTreeMap<(String, String), u64>| {
+            c.iter()
+                .filter(|((_, t), _)| t == typ)
+                .map(|(_, n)| n)
+                .sum::<u64>()
+        };
+        n(&after) - n(&before)
+    };
+    assert_eq!(per_type(INFRA_MACHINE_STATUS), 0, "{after:?}");
+    assert_eq!(per_type(INFRA_MACHINE), 0, "{after:?}");
+    let beats = per_type(PROVIDER_HEALTH);
+    assert!(
+        (2..=12).contains(&beats),
+        "5 heartbeats, 2 calls each: {beats}"
+    );
     assert!(omni.refused().is_empty(), "{:?}", omni.refused());
     running.abort();
 
@@ -281,7 +304,7 @@ async fn dropped_watches_resume_and_bad_specs_are_skipped() {
     let secret = key("rack <rack@infra-provider.serviceaccount.omni.sidero.dev>");
     let (omni, addr) = Omni::start(SignedPublicKey::from(secret.clone()), PROVIDER).await;
     let signer = Arc::new(Signer::from_service_account_key(&service_account_key(&secret)).unwrap());
-    let store = store();
+    let store = store("resume");
     // A resource whose spec is not an InfraMachine's: skipped, the others still served.
     let mut bad = infra_machine(InfraMachineSpec::default());
     bad.metadata.as_mut().unwrap().id = "bad".into();

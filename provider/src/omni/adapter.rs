@@ -233,6 +233,8 @@ impl Adapter {
         let mut machines = self.client.watch(NS_INFRA, INFRA_MACHINE).await?;
         let mut bmcs = self.client.watch(NS_INFRA, BMC_CONFIG).await?;
         let mut tick = tokio::time::interval(self.heartbeat);
+        // After a stall, one beat, not a burst of the missed ones.
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
         loop {
             tokio::select! {

@@ -31,6 +31,8 @@ struct World {
     version: u64,
     /// Why each refused request was refused.
     refused: Vec<String>,
+    /// Calls served, by method and resource type.
+    calls: BTreeMap<(String, String), u64>,
 }
 
 /// The test's handle: Omni's side of the state.
@@ -113,6 +115,11 @@ impl Omni {
             .cloned()
     }
 
+    /// Calls served so far, by (method, resource type).
+    pub fn calls(&self) -> BTreeMap<(String, String), u64> {
+        self.world.lock().unwrap().calls.clone()
+    }
+
     /// Cuts every open watch stream.
     pub fn cut_watches(&self) {
         let _ = self.cuts.send(());
@@ -126,11 +133,12 @@ impl Omni {
 impl Service {
     /// Omni's checks on every call: the signature (go-api-signature's rules), then the
     /// namespace. Refusals are kept for the test to read.
-    fn check<T>(&self, req: &Request<T>, method: &str, ns: &str) -> Result<(), Status> {
+    fn check<T>(&self, req: &Request<T>, method: &str, ns: &str, typ: &str) -> Result<(), Status> {
         let result = self.verify(req, method).and_then(|()| self.namespace(ns));
-        if let Err(s) = &result {
-            let mut w = self.omni.world.lock().unwrap();
-            w.refused.push(format!("{method}: {}", s.message()));
+        let mut w = self.omni.world.lock().unwrap();
+        match &result {
+            Err(s) => w.refused.push(format!("{method}: {}", s.message())),
+            Ok(()) => *w.calls.entry((method.into(), typ.into())).or_default() += 1,
         }
         result
     }
@@ -234,17 +242,16 @@ impl Service {
     }
 }
 
-fn ns_of(r: &Option<Resource>) -> String {
-    r.as_ref()
-        .and_then(|r| r.metadata.as_ref())
-        .map(|m| m.namespace.clone())
-        .unwrap_or_default()
+fn ns_of(r: &Option<Resource>) -> (String, String) {
+    let (ns, typ, _) = r.as_ref().map(key_of).unwrap_or_default();
+    (ns, typ)
 }
 
 #[tonic::async_trait]
 impl State for Service {
     async fn get(&self, req: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
-        self.check(&req, "/cosi.resource.State/Get", &req.get_ref().namespace)?;
+        let g = req.get_ref();
+        self.check(&req, "/cosi.resource.State/Get", &g.namespace, &g.r#type)?;
         let g = req.into_inner();
         match self.omni.get(&g.namespace, &g.r#type, &g.id) {
             Some(r) if self.ours(&r) => Ok(Response::new(GetResponse { resource: Some(r) })),
@@ -257,7 +264,8 @@ impl State for Service {
 
     type ListStream = Stream_<ListResponse>;
     async fn list(&self, req: Request<ListRequest>) -> Result<Response<Self::ListStream>, Status> {
-        self.check(&req, "/cosi.resource.State/List", &req.get_ref().namespace)?;
+        let l = req.get_ref();
+        self.check(&req, "/cosi.resource.State/List", &l.namespace, &l.r#type)?;
         let l = req.into_inner();
         let w = self.omni.world.lock().unwrap();
         let items: Vec<_> = w
@@ -277,11 +285,8 @@ impl State for Service {
         &self,
         req: Request<CreateRequest>,
     ) -> Result<Response<CreateResponse>, Status> {
-        self.check(
-            &req,
-            "/cosi.resource.State/Create",
-            &ns_of(&req.get_ref().resource),
-        )?;
+        let (ns, typ) = ns_of(&req.get_ref().resource);
+        self.check(&req, "/cosi.resource.State/Create", &ns, &typ)?;
         let r = self.write(req.into_inner().resource, "Create", true)?;
         Ok(Response::new(CreateResponse { resource: Some(r) }))
     }
@@ -290,11 +295,8 @@ impl State for Service {
         &self,
         req: Request<UpdateRequest>,
     ) -> Result<Response<UpdateResponse>, Status> {
-        self.check(
-            &req,
-            "/cosi.resource.State/Update",
-            &ns_of(&req.get_ref().new_resource),
-        )?;
+        let (ns, typ) = ns_of(&req.get_ref().new_resource);
+        self.check(&req, "/cosi.resource.State/Update", &ns, &typ)?;
         let r = self.write(req.into_inner().new_resource, "Update", false)?;
         Ok(Response::new(UpdateResponse { resource: Some(r) }))
     }
@@ -306,7 +308,8 @@ impl State for Service {
         &self,
         req: Request<WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        self.check(&req, "/cosi.resource.State/Watch", &req.get_ref().namespace)?;
+        let w = req.get_ref();
+        self.check(&req, "/cosi.resource.State/Watch", &w.namespace, &w.r#type)?;
         let w = req.into_inner();
         let matches = {
             let id = self.provider_id.clone();
