@@ -1,6 +1,7 @@
 //! A COSI State client for Omni: every call signed ([`super::sign`]), unary calls bounded
 //! in time, lists bounded in count, and Omni's refusals told apart from other failures.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -95,6 +96,9 @@ impl Interceptor for Signing {
 #[derive(Clone)]
 pub struct Client {
     state: StateClient<InterceptedService<Channel, Signing>>,
+    /// The version Omni gave each resource this client last wrote (namespace, type, id), so
+    /// the next write of it is one Update instead of a Get and an Update.
+    versions: HashMap<(String, String, String), String>,
 }
 
 /// Who owns a resource the adapter writes (COSI's `owner`): empty, as for user resources,
@@ -128,6 +132,7 @@ impl Client {
         };
         Ok(Client {
             state: StateClient::with_interceptor(channel, signing),
+            versions: HashMap::new(),
         })
     }
 
@@ -170,14 +175,39 @@ impl Client {
     }
 
     /// Writes a resource's spec and labels: creates it, or updates it at its current version
-    /// unless it already holds them. Returns what Omni stored.
-    pub async fn put(&mut self, mut desired: Resource) -> Result<Resource, Error> {
+    /// unless it already holds them. Returns what Omni stored. A resource this client wrote
+    /// before is updated at the version Omni gave it then, in one call; if Omni answers that
+    /// it moved on (or anything else but a refusal), the write starts again from a Get.
+    pub async fn put(&mut self, desired: Resource) -> Result<Resource, Error> {
         let md = desired
             .metadata
-            .as_mut()
+            .as_ref()
             .ok_or_else(|| Error::Malformed("resource without metadata".into()))?;
-        let (ns, typ, id) = (md.namespace.clone(), md.r#type.clone(), md.id.clone());
-        let Some(current) = self.get(&ns, &typ, &id).await? else {
+        let key = (md.namespace.clone(), md.r#type.clone(), md.id.clone());
+        if let Some(version) = self.versions.remove(&key) {
+            match self.update(desired.clone(), version).await {
+                Ok(r) => return Ok(self.remember(key, r)),
+                Err(e @ (Error::Refused(_) | Error::Denied(_))) => return Err(e),
+                Err(_) => {}
+            }
+        }
+        let r = self.put_fresh(desired, &key).await?;
+        Ok(self.remember(key, r))
+    }
+
+    fn remember(&mut self, key: (String, String, String), r: Resource) -> Resource {
+        if let Some(md) = &r.metadata {
+            self.versions.insert(key, md.version.clone());
+        }
+        r
+    }
+
+    async fn put_fresh(
+        &mut self,
+        desired: Resource,
+        (ns, typ, id): &(String, String, String),
+    ) -> Result<Resource, Error> {
+        let Some(current) = self.get(ns, typ, id).await? else {
             let req = CreateRequest {
                 resource: Some(desired),
                 options: Some(OwnerOptions {
@@ -190,10 +220,17 @@ impl Client {
                 .ok_or_else(|| Error::Malformed("Create: no resource".into()));
         };
         let cur_md = current.metadata.clone().unwrap_or_default();
-        if current.spec == desired.spec && cur_md.labels == md.labels {
+        let labels = desired.metadata.as_ref().map(|m| &m.labels);
+        if current.spec == desired.spec && Some(&cur_md.labels) == labels {
             return Ok(current);
         }
-        md.version = cur_md.version;
+        self.update(desired, cur_md.version).await
+    }
+
+    async fn update(&mut self, mut desired: Resource, version: String) -> Result<Resource, Error> {
+        if let Some(md) = desired.metadata.as_mut() {
+            md.version = version;
+        }
         let req = UpdateRequest {
             new_resource: Some(desired),
             options: Some(OwnerOptions {
