@@ -182,7 +182,7 @@ impl Adapter {
         let Ok(m) = self.store.machine(id) else {
             return Ok(());
         };
-        let status = mapping::status(&m, want, seen);
+        let status = mapping::status(&m, want, seen, crate::store::now() as i64);
         if self.written.get(id) == Some(&status) {
             return Ok(());
         }

@@ -19,6 +19,8 @@ pub struct Seen {
     pub reboot: Option<(String, String)>,
     /// The `last_reboot_id` reported so far (from Omni's status at start, then ours).
     pub reported_reboot: String,
+    /// When this adapter saw that reboot done (Unix seconds).
+    pub reboot_at: Option<i64>,
 }
 
 fn acceptance(v: i32) -> Result<Acceptance, String> {
@@ -96,12 +98,20 @@ pub fn reboot_requested(seen: &mut Seen, want: &InfraMachineSpec, m: &Machine) {
 }
 
 /// The status Omni reads: power as observed, ready while no wipe is due, installed, the
-/// reboot Omni asked for once the machine has done it, and the node token it was wiped for.
-pub fn status(m: &Machine, want: &InfraMachineSpec, seen: &mut Seen) -> InfraMachineStatusSpec {
+/// reboot Omni asked for once the machine has done it (and when: first seen done at `now`),
+/// and the node token it was wiped for.
+pub fn status(
+    m: &Machine,
+    want: &InfraMachineSpec,
+    seen: &mut Seen,
+    now: i64,
+) -> InfraMachineStatusSpec {
     if let Some((omni, model)) = &seen.reboot
         && m.last_reboot_id.as_ref() == Some(model)
+        && seen.reported_reboot != *omni
     {
         seen.reported_reboot = omni.clone();
+        seen.reboot_at = Some(now);
     }
     let power_state = match m.observed_power {
         ObservedPower::Unknown => 0,
@@ -113,7 +123,9 @@ pub fn status(m: &Machine, want: &InfraMachineSpec, seen: &mut Seen) -> InfraMac
         power_state,
         ready_to_use: m.acceptance == Acceptance::Accepted && !m.wipe_due(),
         last_reboot_id: seen.reported_reboot.clone(),
-        last_reboot_timestamp: None,
+        last_reboot_timestamp: seen
+            .reboot_at
+            .map(|seconds| prost_types::Timestamp { seconds, nanos: 0 }),
         installed: m.installed && m.allocation.is_some(),
         wiped_node_unique_token: if wiped {
             want.node_unique_token.clone()

@@ -79,9 +79,17 @@ fn a_reboot_is_requested_once_and_reported_when_done() {
         converge(&mut m, &want, &mut seen),
         vec![Change::Accept, Change::Reboot]
     );
-    assert_eq!(status(&m, &want, &mut seen).last_reboot_id, "");
+    assert_eq!(status(&m, &want, &mut seen, 100).last_reboot_id, "");
     m.last_reboot_id = m.requested_reboot_id.clone();
-    assert_eq!(status(&m, &want, &mut seen).last_reboot_id, "omni-1");
+    let s = status(&m, &want, &mut seen, 100);
+    assert_eq!(s.last_reboot_id, "omni-1");
+    assert_eq!(s.last_reboot_timestamp.map(|t| t.seconds), Some(100));
+    let later = status(&m, &want, &mut seen, 200).last_reboot_timestamp;
+    assert_eq!(
+        later.map(|t| t.seconds),
+        Some(100),
+        "the time it was first seen done"
+    );
     assert_eq!(converge(&mut m, &want, &mut seen), vec![]);
 }
 
@@ -93,19 +101,19 @@ fn status_fields() {
         node_unique_token: "tok".into(),
         ..Default::default()
     };
-    let s = status(&m, &want, &mut seen);
+    let s = status(&m, &want, &mut seen, 100);
     assert_eq!(
         (s.power_state, s.ready_to_use, s.installed),
         (0, false, false)
     );
     apply_change(&mut m, &Change::Accept, "w1", &Settings::default()).unwrap();
     assert!(
-        !status(&m, &want, &mut seen).ready_to_use,
+        !status(&m, &want, &mut seen, 100).ready_to_use,
         "wipe due after accept"
     );
     m.wiped = m.wipe_id.clone();
     m.observed_power = ObservedPower::On;
-    let s = status(&m, &want, &mut seen);
+    let s = status(&m, &want, &mut seen, 100);
     assert_eq!((s.power_state, s.ready_to_use), (2, true));
     assert_eq!(s.wiped_node_unique_token, "tok");
 }
