@@ -364,6 +364,13 @@ async fn dropped_watches_resume_and_bad_specs_are_skipped() {
     let labels = [(LABEL_PROVIDER_ID.to_string(), PROVIDER.to_string())];
     omni.put(client::resource(NS_INFRA, BMC_CONFIG, UUID, labels, &bmc));
     until("BMC", || store.machine(UUID).unwrap().bmc_revision).await;
+    // The unreadable one shows in the heartbeat, for Omni's admin.
+    until("the problem in the heartbeat", || {
+        let r = omni.get(NS_EPHEMERAL, PROVIDER_HEALTH, PROVIDER)?;
+        let error = spec::<InfraProviderHealthStatusSpec>(&r).error;
+        error.contains("InfraMachine bad: malformed").then_some(())
+    })
+    .await;
 
     // The streams drop; what Omni changes meanwhile arrives once the adapter is back.
     omni.cut_watches();

@@ -3,7 +3,7 @@
 //! them to the store, and write InfraMachineStatus back only when it changed. All state
 //! but a few ids lives in Omni and the store, so a restart resumes from a fresh watch.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,6 +46,8 @@ pub struct Adapter {
     written: HashMap<String, InfraMachineStatusSpec>,
     /// BMCConfig versions applied, so an unchanged one is not re-sent.
     bmc_versions: HashMap<String, String>,
+    /// Per machine id, what keeps Omni's wishes from the store (reported in the heartbeat).
+    problems: BTreeMap<String, String>,
 }
 
 fn spec_of<M: Message + Default>(r: &Resource) -> Result<M, Error> {
@@ -73,6 +75,7 @@ impl Adapter {
             seen: HashMap::new(),
             written: HashMap::new(),
             bmc_versions: HashMap::new(),
+            problems: BTreeMap::new(),
         })
     }
 
@@ -99,14 +102,14 @@ impl Adapter {
         labels.push((LABEL_STATIC.into(), String::new()));
         let r = client::resource(NS_INFRA, PROVIDER_STATUS, &self.id, labels, &spec);
         self.client.put(r).await?;
-        self.beat("").await
+        self.beat().await
     }
 
-    /// One heartbeat, with the last error if there is one.
-    pub async fn beat(&mut self, error: &str) -> Result<(), Error> {
+    /// One heartbeat, with what keeps machines from following Omni, if anything.
+    pub async fn beat(&mut self) -> Result<(), Error> {
         let spec = InfraProviderHealthStatusSpec {
             last_heartbeat_timestamp: Some(now_timestamp()),
-            error: error.into(),
+            error: self.health(),
         };
         let r = client::resource(
             NS_EPHEMERAL,
@@ -129,7 +132,7 @@ impl Adapter {
         let want: InfraMachineSpec = match spec_of(r) {
             Ok(w) => w,
             Err(e) => {
-                eprintln!("provider: omni: InfraMachine {id}: {e}");
+                self.problem(&id, format!("InfraMachine {id}: {e}"));
                 return Ok(());
             }
         };
@@ -146,32 +149,56 @@ impl Adapter {
             self.seen.insert(id.clone(), seen);
         }
         self.wants.insert(id.clone(), want);
-        self.apply(&id);
+        self.settle(&id);
         self.write_status(&id).await
     }
 
+    /// Applies what Omni wants of `id` to the store and keeps what went wrong, if anything,
+    /// for the heartbeat (logged once, not at every retry).
+    fn settle(&mut self, id: &str) {
+        match self.apply(id) {
+            Ok(()) => {
+                self.problems.remove(id);
+            }
+            Err(e) => self.problem(id, format!("InfraMachine {id}: {e}")),
+        }
+    }
+
+    fn problem(&mut self, id: &str, text: String) {
+        if self.problems.get(id) != Some(&text) {
+            eprintln!("provider: omni: {text}");
+            self.problems.insert(id.to_string(), text);
+        }
+    }
+
+    /// What the heartbeat reports: the first problem and how many machines have one.
+    fn health(&self) -> String {
+        match (self.problems.len(), self.problems.values().next()) {
+            (0, _) | (_, None) => String::new(),
+            (1, Some(p)) => p.clone(),
+            (n, Some(p)) => format!("{p} (and {} more machines)", n - 1),
+        }
+    }
+
     /// Applies what Omni wants of `id` to the store, change by change.
-    fn apply(&mut self, id: &str) {
+    fn apply(&mut self, id: &str) -> Result<(), String> {
         let (Some(want), Some(seen)) = (self.wants.get(id), self.seen.get_mut(id)) else {
-            return;
+            return Ok(());
         };
         for _ in 0..MAX_CHANGES {
-            let m = match self.store.machine(id) {
-                Ok(m) => m,
-                Err(e) => return eprintln!("provider: omni: InfraMachine {id}: {e}"),
+            let m = self.store.machine(id).map_err(|e| e.to_string())?;
+            let Some(change) = mapping::next_change(&m, want, seen)? else {
+                return Ok(());
             };
-            let change = match mapping::next_change(&m, want, seen) {
-                Ok(Some(c)) => c,
-                Ok(None) => return,
-                Err(e) => return eprintln!("provider: omni: InfraMachine {id}: {e}"),
-            };
-            match self.store.change_machine(id, &change) {
-                Ok(m) if change == Change::Reboot => mapping::reboot_requested(seen, want, &m),
-                Ok(_) => {}
-                Err(e) => return eprintln!("provider: omni: InfraMachine {id}: {change:?}: {e}"),
+            let m = self
+                .store
+                .change_machine(id, &change)
+                .map_err(|e| format!("{change:?}: {e}"))?;
+            if change == Change::Reboot {
+                mapping::reboot_requested(seen, want, &m);
             }
         }
-        eprintln!("provider: omni: InfraMachine {id}: still changing after {MAX_CHANGES} changes");
+        Err(format!("still changing after {MAX_CHANGES} changes"))
     }
 
     /// Writes `id`'s InfraMachineStatus if it differs from the one last written.
@@ -210,7 +237,7 @@ impl Adapter {
             Ok(_) => {
                 self.bmc_versions.insert(md.id.clone(), md.version.clone());
             }
-            Err(e) => eprintln!("provider: omni: BMCConfig {}: {e}", md.id),
+            Err(e) => self.problem(&md.id, format!("BMCConfig {}: {e}", md.id)),
         }
         Ok(())
     }
@@ -220,7 +247,7 @@ impl Adapter {
     pub async fn sync(&mut self) -> Result<(), Error> {
         let ids: Vec<String> = self.wants.keys().cloned().collect();
         for id in ids {
-            self.apply(&id);
+            self.settle(&id);
             self.write_status(&id).await?;
         }
         Ok(())
@@ -258,7 +285,7 @@ impl Adapter {
                     self.sync().await?;
                 }
                 _ = tick.tick() => {
-                    self.beat("").await?;
+                    self.beat().await?;
                     self.sync().await?;
                 }
             }
@@ -274,6 +301,7 @@ impl Adapter {
                     self.wants.remove(&id);
                     self.seen.remove(&id);
                     self.written.remove(&id);
+                    self.problems.remove(&id);
                 }
                 Ok(None)
             }
