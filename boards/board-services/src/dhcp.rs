@@ -72,6 +72,11 @@ where
         if let (Some(lease), Some(log)) = (&outcome.change, log.as_mut()) {
             store::record(log, lease, server.leases());
         }
+        // For the uplink (when the board runs one); a full queue drops the report.
+        #[cfg(feature = "uplink")]
+        if let Some(lease) = &outcome.change {
+            let _ = crate::uplink::OBSERVED.try_send(*lease);
+        }
         let broadcast = IpEndpoint::new(Ipv4Addr::BROADCAST.into(), CLIENT_PORT);
         let (reply_to, via) = match outcome.reply {
             Some((Destination::Broadcast, len)) => (Some((broadcast, len)), ""),

@@ -14,10 +14,15 @@
 //! Bare-metal only: on the host (`cargo test/clippy --workspace`) the crate is empty.
 #![no_std]
 
+#[cfg(all(target_os = "none", feature = "uplink"))]
+extern crate alloc;
+
 #[cfg(target_os = "none")]
 pub mod assets;
 #[cfg(target_os = "none")]
 pub mod dhcp;
+#[cfg(all(target_os = "none", feature = "uplink"))]
+pub mod heap;
 #[cfg(target_os = "none")]
 pub mod http;
 #[cfg(target_os = "none")]
@@ -26,6 +31,8 @@ pub mod regions;
 pub mod store;
 #[cfg(target_os = "none")]
 pub mod tftp;
+#[cfg(all(target_os = "none", feature = "uplink"))]
+pub mod uplink;
 
 /// embassy-net sockets the services use: DHCP's, TFTP's listener and one per transfer, one
 /// per HTTP connection. A board adds its own and sizes `StackResources` with this.

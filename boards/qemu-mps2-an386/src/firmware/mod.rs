@@ -5,7 +5,11 @@
 //! over semihosting.
 
 mod host_flash;
+#[cfg(feature = "uplink")]
+mod host_random;
 mod time;
+#[cfg(feature = "uplink")]
+mod uplink;
 
 use board_services::regions;
 use board_services::store::LeaseFlash;
@@ -32,7 +36,8 @@ const BUILT_IN: &[(&str, &[u8])] = &[("hello.txt", b"hello from qemu-mps2-an386\
 /// leases a compaction writes.
 type Flash = EmulatedNor<HostFile, 4, 1024>;
 
-static RESOURCES: StaticCell<StackResources<{ board_services::SOCKETS }>> = StaticCell::new();
+/// The services' sockets and the uplink's.
+static RESOURCES: StaticCell<StackResources<{ board_services::SOCKETS + 1 }>> = StaticCell::new();
 
 #[embassy_executor::task]
 async fn net_task(mut runner: Runner<'static, Lan9118>) -> ! {
@@ -64,6 +69,8 @@ board_services::service_tasks!();
 async fn main(spawner: Spawner) {
     let core = defmt::unwrap!(cortex_m::Peripherals::take(), "core peripherals"); // ok: boot-time init, taken once
     time::start(core.SYST);
+    #[cfg(feature = "uplink")]
+    uplink::init_heap();
 
     let board = regions::config();
     // Boot-time init failure: regions::config() only returns configs that passed this same check.
@@ -93,7 +100,10 @@ async fn main(spawner: Spawner) {
         board.prefix,
         board.mac
     );
-    board_services::dhcp::serve(stack, dhcp, unix_at_boot(), lease_flash()).await
+    let unix = unix_at_boot();
+    #[cfg(feature = "uplink")]
+    uplink::start(spawner, stack, board.token.as_deref(), unix);
+    board_services::dhcp::serve(stack, dhcp, unix, lease_flash()).await
 }
 
 /// Logs the panic and ends the QEMU run with a failure status.

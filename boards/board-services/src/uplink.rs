@@ -1,0 +1,408 @@
+//! The provider uplink from a board: with the enrollment token from the config region the
+//! board makes its P-256 key, enrolls (ALPN `rack-enroll/1`, trusting the CA the token pins,
+//! proof over the provider's nonce) and keeps the identity in RAM (not yet in flash: a
+//! reboot enrolls again, with a new token); then it dials `rack-tunnel/1` with mTLS and runs
+//! [`uplink::Session`], reporting what DHCP saw ([`OBSERVED`]). TLS is `uplink-tls` on the
+//! board's heap; the protocol pieces are the `uplink` crate's. Any failure drops the
+//! connection and dials again after 1 s doubling to 60 s.
+
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::net::SocketAddrV4;
+
+use appliance::dhcp::{Lease, LeaseState};
+use defmt::Display2Format;
+use embassy_net::Stack;
+use embassy_net::tcp::TcpSocket;
+use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
+use embassy_sync::channel::Channel;
+use embassy_time::{Duration, Instant, Timer, with_timeout};
+use uplink::enroll::{
+    ALPN_ENROLL, ALPN_TUNNEL, Challenge, ENROLL_FRAME_MAX, EnrollRequest, EnrollResponse,
+    EnrollmentToken, frame_len, proof_message, read_body, write_frame,
+};
+use uplink::frame::{HEADER, MAX_FRAME};
+use uplink::{
+    Action, Capabilities, CommandFilter, Event, FrameDecoder, Hello, Ipv4, Mac, MachineSeen,
+    Outcome, Session, ToAppliance,
+};
+use uplink_tls::{
+    ClientConfig, Identity as TlsIdentity, KeyPair, RandomSource, TimeProvider, TlsClient, UnixTime,
+};
+
+use crate::heap::TrackedHeap;
+
+/// Events waiting for the provider's ack (RAM: about 100 bytes each).
+const OUTBOX: usize = 32;
+/// From dialing to the end of enrollment or to the welcome.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+/// Silence after which the tunnel is taken for dead: the provider pings every 15 s.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+const BACKOFF_MIN_MS: u64 = 1_000;
+const BACKOFF_MAX_MS: u64 = 60_000;
+/// TCP buffers of the uplink socket: the provider's certificate flight is ~2 KiB.
+const SOCKET_BUF: usize = 4096;
+
+/// What DHCP saw, for the uplink to report; dropped (counted by nobody) when full, as a
+/// lease is reported again at its renewal.
+pub static OBSERVED: Channel<CriticalSectionRawMutex, Lease, 8> = Channel::new();
+
+/// What the board gives the uplink.
+pub struct Settings {
+    pub token: EnrollmentToken,
+    /// The board's entropy, in a `static` (rustls keeps it for the connection).
+    pub random: &'static dyn RandomSource,
+    /// Wall-clock Unix seconds at boot, for certificate validity.
+    pub unix_at_boot: u64,
+    /// The heap rustls runs on, for its high-water mark in the log.
+    pub heap: &'static TrackedHeap,
+    /// The name the appliance enrolls under.
+    pub name: &'static str,
+}
+
+/// The enrolled identity, in RAM only.
+struct Identity {
+    appliance_id: String,
+    certificate: Vec<u8>,
+    ca: Vec<u8>,
+    key: KeyPair,
+}
+
+/// Why a connection ended.
+#[derive(defmt::Format)]
+enum Fail {
+    Tcp,
+    Closed,
+    Timeout,
+    Tls(#[defmt(Debug2Format)] uplink_tls::Error),
+    Protocol(&'static str),
+    Refused,
+}
+
+impl From<uplink_tls::Error> for Fail {
+    fn from(e: uplink_tls::Error) -> Self {
+        Fail::Tls(e)
+    }
+}
+
+/// Wall-clock time from the boot time and embassy-time.
+#[derive(Debug)]
+struct BootClock(u64);
+
+impl TimeProvider for BootClock {
+    fn current_time(&self) -> Option<UnixTime> {
+        let secs = self.0 + Instant::now().as_secs();
+        Some(UnixTime::since_unix_epoch(core::time::Duration::from_secs(
+            secs,
+        )))
+    }
+}
+
+/// Runs the uplink for ever.
+pub async fn run(stack: Stack<'static>, s: Settings) -> ! {
+    let Some(addr) = s.token.addr.parse::<SocketAddrV4>().ok() else {
+        defmt::warn!(
+            "uplink: token address {} is not ip:port, no uplink",
+            s.token.addr.as_str()
+        );
+        loop {
+            Timer::after_secs(3600).await;
+        }
+    };
+    let mut identity: Option<Identity> = None;
+    let mut session: Option<Session<OUTBOX>> = None;
+    let mut backoff = BACKOFF_MIN_MS;
+    let mut rx = [0u8; SOCKET_BUF];
+    let mut tx = [0u8; SOCKET_BUF];
+    stack.wait_config_up().await;
+    loop {
+        let mut socket = TcpSocket::new(stack, &mut rx, &mut tx);
+        socket.set_timeout(Some(IDLE_TIMEOUT));
+        let result = match (&identity, session.as_mut()) {
+            (None, _) => enroll(&mut socket, addr, &s).await.map(|id| {
+                defmt::info!(
+                    "uplink enrolled appliance={} heap_high_water={}",
+                    id.appliance_id.as_str(),
+                    s.heap.high_water()
+                );
+                let hello = Hello {
+                    protocol: 0,
+                    appliance_id: id.appliance_id.as_str().try_into().unwrap_or_default(),
+                    firmware_version: env!("CARGO_PKG_VERSION").try_into().unwrap_or_default(),
+                    capabilities: Capabilities(0),
+                    command_window: 0,
+                    boot_id: boot_id(s.random),
+                };
+                session = Some(Session::new(hello, CommandFilter::default()));
+                identity = Some(id);
+            }),
+            (Some(id), Some(session)) => tunnel(&mut socket, addr, &s, id, session).await,
+            (Some(_), None) => Err(Fail::Protocol("no session")),
+        };
+        socket.abort();
+        let _ = with_timeout(Duration::from_secs(1), socket.flush()).await;
+        drop(socket);
+        if let Some(session) = session.as_mut() {
+            session.disconnect();
+        }
+        match result {
+            Ok(()) => backoff = BACKOFF_MIN_MS,
+            Err(e) => {
+                defmt::warn!("uplink error: {} (again in {} ms)", e, backoff);
+                Timer::after_millis(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX_MS);
+            }
+        }
+    }
+}
+
+fn boot_id(random: &dyn RandomSource) -> u64 {
+    let mut b = [0u8; 8];
+    let _ = uplink_tls::Entropy::fill(random, &mut b);
+    u64::from_le_bytes(b)
+}
+
+fn tls_config(
+    addr: SocketAddrV4,
+    s: &Settings,
+    alpn: &[u8],
+    ca: Option<Vec<u8>>,
+    identity: Option<TlsIdentity>,
+) -> ClientConfig {
+    ClientConfig {
+        ca_der: ca,
+        ca_pin: s.token.ca_sha256,
+        alpn: vec![alpn.to_vec()],
+        identity,
+        server_name: alloc::format!("{}", addr.ip()),
+        random: s.random,
+        time: Arc::new(BootClock(s.unix_at_boot)),
+    }
+}
+
+/// Sends what TLS has queued.
+async fn flush(socket: &mut TcpSocket<'_>, tls: &mut TlsClient) -> Result<(), Fail> {
+    let mut buf = [0u8; 1024];
+    loop {
+        let n = tls.poll_transmit(&mut buf);
+        if n == 0 {
+            return Ok(());
+        }
+        let mut sent = 0;
+        while sent < n {
+            sent += socket.write(&buf[sent..n]).await.map_err(|_| Fail::Tcp)?;
+        }
+    }
+}
+
+/// Waits up to `wait` for ciphertext and feeds it; `Ok(false)` when nothing came.
+async fn receive(
+    socket: &mut TcpSocket<'_>,
+    tls: &mut TlsClient,
+    wait: Duration,
+) -> Result<bool, Fail> {
+    let mut buf = [0u8; 1024];
+    let n = match with_timeout(wait, socket.read(&mut buf)).await {
+        Err(_) => return Ok(false),
+        Ok(Err(_)) => return Err(Fail::Tcp),
+        Ok(Ok(0)) => return Err(Fail::Closed),
+        Ok(Ok(n)) => n,
+    };
+    let mut fed = 0;
+    while fed < n {
+        let took = tls.feed(&buf[fed..n])?;
+        if took == 0 {
+            return Err(Fail::Protocol("TLS buffers full"));
+        }
+        fed += took;
+    }
+    Ok(true)
+}
+
+/// One enrollment: a fresh key, the challenge, the request with the proof, the certificate.
+async fn enroll(
+    socket: &mut TcpSocket<'_>,
+    addr: SocketAddrV4,
+    s: &Settings,
+) -> Result<Identity, Fail> {
+    let key = KeyPair::generate(s.random).map_err(|_| Fail::Tls(uplink_tls::Error::Entropy))?;
+    defmt::info!(
+        "uplink enrolling at {} name={}",
+        Display2Format(&addr),
+        s.name
+    );
+    socket.connect(addr).await.map_err(|_| Fail::Tcp)?;
+    let mut tls = TlsClient::new(tls_config(addr, s, ALPN_ENROLL, None, None))?;
+    let deadline = Instant::now() + CONNECT_TIMEOUT;
+    let mut buf: Vec<u8> = Vec::new();
+    let mut challenged = false;
+    loop {
+        flush(socket, &mut tls).await?;
+        if Instant::now() > deadline {
+            return Err(Fail::Timeout);
+        }
+        receive(socket, &mut tls, Duration::from_millis(500)).await?;
+        let mut chunk = [0u8; 512];
+        loop {
+            let n = tls.read(&mut chunk)?;
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let [a, b, ..] = buf[..] else { continue };
+        let len = frame_len([a, b]).map_err(|_| Fail::Protocol("enrollment frame"))?;
+        let Some(body) = buf.get(2..2 + len) else {
+            continue;
+        };
+        if challenged {
+            return match read_body(body).map_err(|_| Fail::Protocol("enrollment response"))? {
+                EnrollResponse::Enrolled {
+                    appliance_id,
+                    certificate,
+                    ..
+                } => Ok(Identity {
+                    appliance_id: String::from(appliance_id.as_str()),
+                    certificate: certificate.to_vec(),
+                    ca: tls
+                        .server_ca()
+                        .map(<[u8]>::to_vec)
+                        .ok_or(Fail::Protocol("no CA"))?,
+                    key,
+                }),
+                EnrollResponse::Refused(why) => {
+                    defmt::warn!("uplink enrollment refused: {}", Display2Format(&why));
+                    Err(Fail::Refused)
+                }
+            };
+        }
+        let challenge: Challenge = read_body(body).map_err(|_| Fail::Protocol("challenge"))?;
+        let request = EnrollRequest {
+            secret: s.token.secret.clone(),
+            public_key: heapless::Vec::from_slice(&key.public_point()).unwrap_or_default(),
+            name: s
+                .name
+                .try_into()
+                .map_err(|_| Fail::Protocol("name too long"))?,
+            proof: heapless::Vec::from_slice(&key.sign_fixed(&proof_message(&challenge.nonce)))
+                .unwrap_or_default(),
+        };
+        buf.drain(..2 + len);
+        challenged = true;
+        let mut frame = vec![0u8; 2 + ENROLL_FRAME_MAX];
+        let n = write_frame(&request, &mut frame).map_err(|_| Fail::Protocol("request"))?;
+        if tls.write(&frame[..n])? != n {
+            return Err(Fail::Protocol("request not taken"));
+        }
+    }
+}
+
+/// One tunnel connection: the session over mTLS until it fails.
+async fn tunnel(
+    socket: &mut TcpSocket<'_>,
+    addr: SocketAddrV4,
+    s: &Settings,
+    id: &Identity,
+    session: &mut Session<OUTBOX>,
+) -> Result<(), Fail> {
+    socket.connect(addr).await.map_err(|_| Fail::Tcp)?;
+    let identity = TlsIdentity {
+        cert_chain: vec![id.certificate.clone()],
+        key: id.key.clone(),
+    };
+    let config = tls_config(addr, s, ALPN_TUNNEL, Some(id.ca.clone()), Some(identity));
+    let mut tls = TlsClient::new(config)?;
+    session.connect();
+    let mut decoder = FrameDecoder::default();
+    let mut pending: Vec<u8> = Vec::new();
+    let mut frame = [0u8; HEADER + MAX_FRAME];
+    let mut heard = Instant::now();
+    let mut timeout = CONNECT_TIMEOUT;
+    loop {
+        while let Ok(lease) = OBSERVED.try_receive() {
+            for event in events(&lease, s.unix_at_boot + Instant::now().as_secs()) {
+                match session.report(event) {
+                    Ok(seq) => {
+                        defmt::info!("uplink queued seq={} {}", seq, Display2Format(&lease.mac))
+                    }
+                    Err(_) => defmt::warn!("uplink outbox full"),
+                }
+            }
+        }
+        if !tls.is_handshaking() {
+            while pending.is_empty() {
+                match session.poll_transmit(&mut frame) {
+                    Ok(Some(n)) => pending.extend_from_slice(&frame[..n]),
+                    Ok(None) => break,
+                    Err(_) => return Err(Fail::Protocol("session")),
+                }
+                let took = tls.write(&pending)?;
+                pending.drain(..took);
+            }
+        }
+        flush(socket, &mut tls).await?;
+        if receive(socket, &mut tls, Duration::from_millis(200)).await? {
+            heard = Instant::now();
+        } else if heard.elapsed() > timeout {
+            return Err(Fail::Timeout);
+        }
+        let mut chunk = [0u8; 512];
+        loop {
+            let n = tls.read(&mut chunk)?;
+            if n == 0 {
+                break;
+            }
+            let mut input = &chunk[..n];
+            while let Some(body) = decoder.decode(&mut input) {
+                let body = body.map_err(|_| Fail::Protocol("frame"))?;
+                let msg: ToAppliance =
+                    uplink::frame::decode(body).map_err(|_| Fail::Protocol("message"))?;
+                match session.handle(msg).map_err(|_| Fail::Protocol("session"))? {
+                    Action::Nothing => {}
+                    Action::Established { time } => {
+                        timeout = IDLE_TIMEOUT;
+                        defmt::info!(
+                            "uplink connected appliance={} provider_time={} heap_high_water={}",
+                            id.appliance_id.as_str(),
+                            time,
+                            s.heap.high_water()
+                        );
+                    }
+                    Action::Execute { id, .. } => {
+                        defmt::info!("uplink command id={}: not supported on this board", id);
+                        let why = "not supported on this board".try_into().unwrap_or_default();
+                        let _ = session.complete(id, Outcome::Failed(why));
+                    }
+                }
+            }
+        }
+        if tls.peer_closed() {
+            return Err(Fail::Closed);
+        }
+    }
+}
+
+/// The provider's events for a lease the DHCP server stored.
+fn events(lease: &Lease, now: u64) -> [Event; 2] {
+    let mac = Mac(lease.mac.0);
+    let expires = match lease.state {
+        LeaseState::Bound => lease.expires,
+        _ => now,
+    };
+    [
+        Event::MachineSeen(MachineSeen {
+            mac,
+            uuid: None,
+            arch: None,
+            first_seen: now,
+            last_seen: now,
+        }),
+        Event::Lease(uplink::Lease {
+            mac,
+            ip: Ipv4(lease.ip.octets()),
+            expires,
+        }),
+    ]
+}
