@@ -1,0 +1,88 @@
+//! The QEMU board's uplink against the real provider: `images build --token` puts a fresh
+//! token in the config region, the firmware enrolls over its own stack (key made on the
+//! board, CA pinned by the token), dials the mTLS tunnel, and the provider lists the
+//! appliance as connected and, after a dhclient run against the board, the machine.
+
+use std::process::Command;
+use std::time::Duration;
+
+use e2e::dhclient::Dhclient;
+use e2e::firmware::{self, Board};
+use e2e::provider::{Provider, enrolled_id};
+use e2e::wait::poll_until;
+use e2e::{Rack, Workdir};
+
+const BOOT: Duration = Duration::from_secs(20);
+/// Key generation and two handshakes in emulated Cortex-M4 code.
+const UPLINK: Duration = Duration::from_secs(60);
+const BIND: Duration = Duration::from_secs(30);
+
+#[test]
+fn enrolls_connects_and_reports_a_machine() {
+    let Some(elf) = firmware::uplink_elf_for_test() else {
+        return;
+    };
+    let wd = Workdir::new("fw-uplink");
+    let rack = Rack::new("fw-uplink");
+    let provider = Provider::start(&rack, &wd);
+    let token = provider.token();
+
+    let image = wd.dir("image");
+    let out = Command::new(firmware::images())
+        .args(["build", "--board", "qemu-mps2-an386", "--elf"])
+        .arg(&elf)
+        .args([
+            "--ip",
+            "10.77.0.1/24",
+            "--dhcp-pool",
+            "10.77.0.100-10.77.0.149",
+        ])
+        .args(["--token", &token, "-o"])
+        .arg(&image)
+        .output()
+        .unwrap_or_else(|e| panic!("images build: {e}"));
+    assert!(out.status.success(), "images build: {out:?}");
+
+    let mut board = Board::boot_image(&rack, &wd, &image, "fwu0");
+    board
+        .wait_line("the token in the config", BOOT, |l| {
+            l.contains("token=present")
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    let enrolled = board
+        .wait_line("enrollment", UPLINK, |l| {
+            l.contains("uplink enrolled appliance=")
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    let appliance = enrolled_id(&enrolled);
+    let connected = board
+        .wait_line("the tunnel", UPLINK, |l| l.contains("uplink connected"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("{enrolled}\n{connected}");
+    poll_until("the appliance connected at the provider", UPLINK, || {
+        let json = provider
+            .cli(&["appliances", "--json"])
+            .replace([' ', '\n'], "");
+        let connected =
+            json.contains(&format!("\"id\":{appliance},")) && json.contains("\"connected\":true");
+        Ok(connected.then_some(()))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", provider.cli(&["appliances", "--json"])));
+
+    let mac = "52:54:00:77:05:01";
+    let ns = rack.host("c1", Some(mac), &[]);
+    let mut client = Dhclient::new(&ns, &wd, "c1");
+    client.start();
+    client.wait_event(0, &["BOUND"], BIND);
+    poll_until(&format!("{mac} in provider machines"), UPLINK, || {
+        Ok(provider.has_machine(&appliance, mac).then_some(()))
+    })
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}\n{}\n--- firmware log:\n{}",
+            provider.cli(&["machines", "--json"]),
+            board.lines().join("\n")
+        )
+    });
+    drop(client);
+}
