@@ -70,6 +70,7 @@
 
 pub mod dedup;
 pub mod enroll;
+pub mod enroll_client;
 pub mod frame;
 pub mod message;
 pub mod outbox;

@@ -11,7 +11,6 @@
 //! TFTP and HTTP run on meanwhile, as the loop never waits on the uplink.
 
 mod commands;
-mod enroll;
 mod outbox_store;
 mod report;
 mod state;
@@ -24,6 +23,7 @@ use appliance::net::MacAddr;
 use smoltcp::iface::{Interface, SocketHandle, SocketSet};
 use smoltcp::socket::tcp::{self, State};
 use uplink::enroll::{ALPN_ENROLL, ALPN_TUNNEL, EnrollmentToken};
+use uplink::enroll_client::{Credentials, Exchange, FRAME_MAX, Step};
 use uplink::frame::{self, HEADER, MAX_FRAME};
 use uplink::{Action, Capabilities, FrameDecoder, Hello, Session, ToAppliance};
 use uplink_tls::{ClientConfig, Identity as TlsIdentity, KeyPair, TlsClient};
@@ -32,7 +32,6 @@ pub use commands::Tables;
 pub use report::Observation;
 
 use commands::Applied;
-use enroll::{Exchange, Step};
 use outbox_store::Saved;
 use report::Reporter;
 use state::{Identity, StateDir};
@@ -407,16 +406,32 @@ impl UplinkPort {
                     let Some(token) = &self.token else {
                         return Err("enrolling without a token".into());
                     };
-                    match exchange.receive(&buf[..n], token, key, &self.name)? {
+                    let sign = |m: &[u8]| key.sign_fixed(m);
+                    let who = Credentials {
+                        secret: &token.secret,
+                        public_key: &key.public_point(),
+                        sign: &sign,
+                        name: &self.name,
+                    };
+                    let mut frame = [0u8; FRAME_MAX];
+                    let step = exchange
+                        .receive(&buf[..n], &who, &mut frame)
+                        .map_err(|e| e.to_string())?;
+                    match step {
                         None => {}
-                        Some(Step::Send(frame)) => conn.pending.extend_from_slice(&frame),
+                        Some(Step::Send(len)) => conn.pending.extend_from_slice(&frame[..len]),
                         Some(Step::Refused(why)) => {
                             return Err(format!("enrollment refused: {why}"));
                         }
                         Some(Step::Enrolled {
                             appliance_id,
                             certificate,
-                        }) => return self.enrolled(now, appliance_id, certificate, out),
+                            ..
+                        }) => {
+                            let (id, cert) =
+                                (appliance_id.as_str().to_owned(), certificate.to_vec());
+                            return self.enrolled(now, id, cert, out);
+                        }
                     }
                 }
                 Purpose::Tunnel(decoder) => {
