@@ -19,10 +19,8 @@ use embassy_net::tcp::TcpSocket;
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::channel::Channel;
 use embassy_time::{Duration, Instant, Timer, with_timeout};
-use uplink::enroll::{
-    ALPN_ENROLL, ALPN_TUNNEL, Challenge, ENROLL_FRAME_MAX, EnrollRequest, EnrollResponse,
-    EnrollmentToken, frame_len, proof_message, read_body, write_frame,
-};
+use uplink::enroll::{ALPN_ENROLL, ALPN_TUNNEL, EnrollmentToken};
+use uplink::enroll_client::{Credentials, Exchange, FRAME_MAX, Step};
 use uplink::frame::{HEADER, MAX_FRAME};
 use uplink::{
     Action, Capabilities, CommandFilter, Event, FrameDecoder, Hello, Ipv4, Mac, MachineSeen,
@@ -236,8 +234,16 @@ async fn enroll(
     socket.connect(addr).await.map_err(|_| Fail::Tcp)?;
     let mut tls = TlsClient::new(tls_config(addr, s, ALPN_ENROLL, None, None))?;
     let deadline = Instant::now() + CONNECT_TIMEOUT;
-    let mut buf: Vec<u8> = Vec::new();
-    let mut challenged = false;
+    let mut exchange = Exchange::default();
+    let sign = |m: &[u8]| key.sign_fixed(m);
+    let public_key = key.public_point();
+    let who = Credentials {
+        secret: &s.token.secret,
+        public_key: &public_key,
+        sign: &sign,
+        name: s.name,
+    };
+    let mut frame = vec![0u8; FRAME_MAX];
     loop {
         flush(socket, &mut tls).await?;
         if Instant::now() > deadline {
@@ -250,51 +256,35 @@ async fn enroll(
             if n == 0 {
                 break;
             }
-            buf.extend_from_slice(&chunk[..n]);
-        }
-        let [a, b, ..] = buf[..] else { continue };
-        let len = frame_len([a, b]).map_err(|_| Fail::Protocol("enrollment frame"))?;
-        let Some(body) = buf.get(2..2 + len) else {
-            continue;
-        };
-        if challenged {
-            return match read_body(body).map_err(|_| Fail::Protocol("enrollment response"))? {
-                EnrollResponse::Enrolled {
+            let step = exchange
+                .receive(&chunk[..n], &who, &mut frame)
+                .map_err(|_| Fail::Protocol("enrollment exchange"))?;
+            match step {
+                None => {}
+                Some(Step::Send(len)) => {
+                    // The handshake is done once plaintext arrives: TLS takes it whole.
+                    let took = tls.write(&frame[..len])?;
+                    if took != len {
+                        return Err(Fail::Protocol("request not taken"));
+                    }
+                }
+                Some(Step::Refused(why)) => {
+                    defmt::warn!("uplink enrollment refused: {}", Display2Format(&why));
+                    return Err(Fail::Refused);
+                }
+                Some(Step::Enrolled {
                     appliance_id,
                     certificate,
-                    ..
-                } => Ok(Identity {
-                    appliance_id: String::from(appliance_id.as_str()),
-                    certificate: certificate.to_vec(),
-                    ca: tls
-                        .server_ca()
-                        .map(<[u8]>::to_vec)
-                        .ok_or(Fail::Protocol("no CA"))?,
-                    key,
-                }),
-                EnrollResponse::Refused(why) => {
-                    defmt::warn!("uplink enrollment refused: {}", Display2Format(&why));
-                    Err(Fail::Refused)
+                    ca_certificate,
+                }) => {
+                    return Ok(Identity {
+                        appliance_id: String::from(appliance_id.as_str()),
+                        certificate: certificate.to_vec(),
+                        ca: ca_certificate.to_vec(),
+                        key,
+                    });
                 }
-            };
-        }
-        let challenge: Challenge = read_body(body).map_err(|_| Fail::Protocol("challenge"))?;
-        let request = EnrollRequest {
-            secret: s.token.secret.clone(),
-            public_key: heapless::Vec::from_slice(&key.public_point()).unwrap_or_default(),
-            name: s
-                .name
-                .try_into()
-                .map_err(|_| Fail::Protocol("name too long"))?,
-            proof: heapless::Vec::from_slice(&key.sign_fixed(&proof_message(&challenge.nonce)))
-                .unwrap_or_default(),
-        };
-        buf.drain(..2 + len);
-        challenged = true;
-        let mut frame = vec![0u8; 2 + ENROLL_FRAME_MAX];
-        let n = write_frame(&request, &mut frame).map_err(|_| Fail::Protocol("request"))?;
-        if tls.write(&frame[..n])? != n {
-            return Err(Fail::Protocol("request not taken"));
+            }
         }
     }
 }
