@@ -59,7 +59,7 @@ pub struct UplinkSettings {
 }
 
 enum Purpose {
-    Enroll(Exchange, KeyPair),
+    Enroll(Box<Exchange>, KeyPair),
     Tunnel(Box<FrameDecoder>),
 }
 
@@ -273,7 +273,7 @@ impl UplinkPort {
                     None,
                     None,
                     ALPN_ENROLL,
-                    Purpose::Enroll(Exchange::default(), key),
+                    Purpose::Enroll(Box::default(), key),
                 )
             }
         };
