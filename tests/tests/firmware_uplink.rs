@@ -84,5 +84,8 @@ fn enrolls_connects_and_reports_a_machine() {
             board.lines().join("\n")
         )
     });
+    for line in board.lines().iter().filter(|l| l.contains("uplink")) {
+        eprintln!("{line}");
+    }
     drop(client);
 }

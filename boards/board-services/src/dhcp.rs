@@ -74,9 +74,7 @@ where
         }
         // For the uplink (when the board runs one); a full queue drops the report.
         #[cfg(feature = "uplink")]
-        if let Some(lease) = &outcome.change {
-            let _ = crate::uplink::OBSERVED.try_send(*lease);
-        }
+        observe(&outcome);
         let broadcast = IpEndpoint::new(Ipv4Addr::BROADCAST.into(), CLIENT_PORT);
         let (reply_to, via) = match outcome.reply {
             Some((Destination::Broadcast, len)) => (Some((broadcast, len)), ""),
@@ -94,5 +92,19 @@ where
         if let Err(e) = socket.send_to(&reply[..len], endpoint).await {
             defmt::warn!("dhcp send to={}: {}", endpoint, e);
         }
+    }
+}
+
+/// Tells the uplink about the request and the lease change (a full queue drops them).
+#[cfg(feature = "uplink")]
+fn observe(outcome: &appliance::dhcp::Outcome) {
+    use crate::uplink::{OBSERVED, Observation};
+    let d = &outcome.decision;
+    if d.received.is_ok() {
+        let (mac, uuid, arch) = (d.mac, d.uuid, d.arch);
+        let _ = OBSERVED.try_send(Observation::Request { mac, uuid, arch });
+    }
+    if let Some(lease) = outcome.change {
+        let _ = OBSERVED.try_send(Observation::Lease(lease));
     }
 }

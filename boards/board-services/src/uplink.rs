@@ -12,25 +12,25 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::net::SocketAddrV4;
 
-use appliance::dhcp::{Lease, LeaseState};
 use defmt::Display2Format;
 use embassy_net::Stack;
 use embassy_net::tcp::TcpSocket;
-use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
-use embassy_sync::channel::Channel;
 use embassy_time::{Duration, Instant, Timer, with_timeout};
 use uplink::enroll::{ALPN_ENROLL, ALPN_TUNNEL, EnrollmentToken};
 use uplink::enroll_client::{Credentials, Exchange, FRAME_MAX, Step};
 use uplink::frame::{HEADER, MAX_FRAME};
 use uplink::{
-    Action, Capabilities, CommandFilter, Event, FrameDecoder, Hello, Ipv4, Mac, MachineSeen,
-    Outcome, Session, ToAppliance,
+    Action, Capabilities, CommandFilter, FrameDecoder, Hello, Outcome, Session, ToAppliance,
 };
 use uplink_tls::{
     ClientConfig, Identity as TlsIdentity, KeyPair, RandomSource, TimeProvider, TlsClient, UnixTime,
 };
 
 use crate::heap::TrackedHeap;
+
+mod report;
+use report::Reporter;
+pub use report::{OBSERVED, Observation};
 
 /// Events waiting for the provider's ack (RAM: about 100 bytes each).
 const OUTBOX: usize = 32;
@@ -42,10 +42,6 @@ const BACKOFF_MIN_MS: u64 = 1_000;
 const BACKOFF_MAX_MS: u64 = 60_000;
 /// TCP buffers of the uplink socket: the provider's certificate flight is ~2 KiB.
 const SOCKET_BUF: usize = 4096;
-
-/// What DHCP saw, for the uplink to report; dropped (counted by nobody) when full, as a
-/// lease is reported again at its renewal.
-pub static OBSERVED: Channel<CriticalSectionRawMutex, Lease, 8> = Channel::new();
 
 /// What the board gives the uplink.
 pub struct Settings {
@@ -112,10 +108,15 @@ pub async fn run(stack: Stack<'static>, s: Settings) -> ! {
     let mut identity: Option<Identity> = None;
     let mut session: Option<Session<OUTBOX>> = None;
     let mut backoff = BACKOFF_MIN_MS;
+    let mut reporter = Reporter::default();
     let mut rx = [0u8; SOCKET_BUF];
     let mut tx = [0u8; SOCKET_BUF];
     stack.wait_config_up().await;
     loop {
+        // Events wait in the outbox while the tunnel is down (DHCP's queue is short).
+        if let Some(session) = session.as_mut() {
+            report(&mut reporter, session, s.unix_at_boot);
+        }
         let mut socket = TcpSocket::new(stack, &mut rx, &mut tx);
         socket.set_timeout(Some(IDLE_TIMEOUT));
         let result = match (&identity, session.as_mut()) {
@@ -136,7 +137,9 @@ pub async fn run(stack: Stack<'static>, s: Settings) -> ! {
                 session = Some(Session::new(hello, CommandFilter::default()));
                 identity = Some(id);
             }),
-            (Some(id), Some(session)) => tunnel(&mut socket, addr, &s, id, session).await,
+            (Some(id), Some(session)) => {
+                tunnel(&mut socket, addr, &s, id, session, &mut reporter).await
+            }
             (Some(_), None) => Err(Fail::Protocol("no session")),
         };
         socket.abort();
@@ -296,6 +299,7 @@ async fn tunnel(
     s: &Settings,
     id: &Identity,
     session: &mut Session<OUTBOX>,
+    reporter: &mut Reporter,
 ) -> Result<(), Fail> {
     socket.connect(addr).await.map_err(|_| Fail::Tcp)?;
     let identity = TlsIdentity {
@@ -311,25 +315,21 @@ async fn tunnel(
     let mut heard = Instant::now();
     let mut timeout = CONNECT_TIMEOUT;
     loop {
-        while let Ok(lease) = OBSERVED.try_receive() {
-            for event in events(&lease, s.unix_at_boot + Instant::now().as_secs()) {
-                match session.report(event) {
-                    Ok(seq) => {
-                        defmt::info!("uplink queued seq={} {}", seq, Display2Format(&lease.mac))
-                    }
-                    Err(_) => defmt::warn!("uplink outbox full"),
-                }
-            }
-        }
+        report(reporter, session, s.unix_at_boot);
         if !tls.is_handshaking() {
-            while pending.is_empty() {
-                match session.poll_transmit(&mut frame) {
-                    Ok(Some(n)) => pending.extend_from_slice(&frame[..n]),
-                    Ok(None) => break,
-                    Err(_) => return Err(Fail::Protocol("session")),
+            loop {
+                if pending.is_empty() {
+                    match session.poll_transmit(&mut frame) {
+                        Ok(Some(n)) => pending.extend_from_slice(&frame[..n]),
+                        Ok(None) => break,
+                        Err(_) => return Err(Fail::Protocol("session")),
+                    }
                 }
                 let took = tls.write(&pending)?;
                 pending.drain(..took);
+                if took == 0 {
+                    break;
+                }
             }
         }
         flush(socket, &mut tls).await?;
@@ -374,25 +374,16 @@ async fn tunnel(
     }
 }
 
-/// The provider's events for a lease the DHCP server stored.
-fn events(lease: &Lease, now: u64) -> [Event; 2] {
-    let mac = Mac(lease.mac.0);
-    let expires = match lease.state {
-        LeaseState::Bound => lease.expires,
-        _ => now,
-    };
-    [
-        Event::MachineSeen(MachineSeen {
-            mac,
-            uuid: None,
-            arch: None,
-            first_seen: now,
-            last_seen: now,
-        }),
-        Event::Lease(uplink::Lease {
-            mac,
-            ip: Ipv4(lease.ip.octets()),
-            expires,
-        }),
-    ]
+/// Queues events for what DHCP saw since the last call.
+fn report(reporter: &mut Reporter, session: &mut Session<OUTBOX>, unix_at_boot: u64) {
+    let now = unix_at_boot + Instant::now().as_secs();
+    while let Ok(o) = OBSERVED.try_receive() {
+        let Some(event) = reporter.event(o, now) else {
+            continue;
+        };
+        match session.report(event) {
+            Ok(seq) => defmt::info!("uplink queued seq={}", seq),
+            Err(_) => defmt::warn!("uplink outbox full, event dropped"),
+        }
+    }
 }
