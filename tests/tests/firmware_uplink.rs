@@ -1,7 +1,8 @@
 //! The QEMU board's uplink against the real provider: `images build --token` puts a fresh
 //! token in the config region, the firmware enrolls over its own stack (key made on the
 //! board, CA pinned by the token), dials the mTLS tunnel, and the provider lists the
-//! appliance as connected and, after a dhclient run against the board, the machine.
+//! appliance as connected and, after a dhclient run against the board, the machine; after a
+//! reboot the board reconnects with its stored identity.
 
 use std::process::Command;
 use std::time::Duration;
@@ -88,4 +89,25 @@ fn enrolls_connects_and_reports_a_machine() {
         eprintln!("{line}");
     }
     drop(client);
+
+    // A reboot keeps the identity (the board's store, a host file in QEMU): it reconnects as
+    // the same appliance without enrolling again (the token is spent).
+    drop(board);
+    let mut board = Board::boot_image(&rack, &wd, &image, "fwu1");
+    let again = board
+        .wait_line("the stored identity", UPLINK, |l| {
+            l.contains("uplink enrolled already appliance=")
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(enrolled_id(&again), appliance, "{again}");
+    let connected = board
+        .wait_line("the tunnel after the reboot", UPLINK, |l| {
+            l.contains("uplink connected")
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("{again}\n{connected}");
+    let json = provider
+        .cli(&["appliances", "--json"])
+        .replace([' ', '\n'], "");
+    assert_eq!(json.matches("\"id\":").count(), 1, "one appliance: {json}");
 }

@@ -28,7 +28,10 @@ use uplink_tls::{
 
 use crate::heap::TrackedHeap;
 
+mod identity;
 mod report;
+use identity::Identity;
+pub use identity::IdentityStore;
 use report::Reporter;
 pub use report::{OBSERVED, Observation};
 
@@ -54,14 +57,8 @@ pub struct Settings {
     pub heap: &'static TrackedHeap,
     /// The name the appliance enrolls under.
     pub name: &'static str,
-}
-
-/// The enrolled identity, in RAM only.
-struct Identity {
-    appliance_id: String,
-    certificate: Vec<u8>,
-    ca: Vec<u8>,
-    key: KeyPair,
+    /// Where the identity survives a reboot; `None`: RAM only (a reboot needs a new token).
+    pub store: Option<IdentityStore>,
 }
 
 /// Why a connection ended.
@@ -105,8 +102,17 @@ pub async fn run(stack: Stack<'static>, s: Settings) -> ! {
             Timer::after_secs(3600).await;
         }
     };
-    let mut identity: Option<Identity> = None;
-    let mut session: Option<Session<OUTBOX>> = None;
+    let mut identity = s
+        .store
+        .and_then(|st| (st.load)())
+        .and_then(|b| Identity::decode(&b));
+    let mut session = identity.as_ref().map(|id| new_session(id, s.random));
+    if let Some(id) = &identity {
+        defmt::info!(
+            "uplink enrolled already appliance={} (token not used)",
+            id.appliance_id.as_str()
+        );
+    }
     let mut backoff = BACKOFF_MIN_MS;
     let mut reporter = Reporter::default();
     let mut rx = [0u8; SOCKET_BUF];
@@ -126,15 +132,11 @@ pub async fn run(stack: Stack<'static>, s: Settings) -> ! {
                     id.appliance_id.as_str(),
                     s.heap.high_water()
                 );
-                let hello = Hello {
-                    protocol: 0,
-                    appliance_id: id.appliance_id.as_str().try_into().unwrap_or_default(),
-                    firmware_version: env!("CARGO_PKG_VERSION").try_into().unwrap_or_default(),
-                    capabilities: Capabilities(0),
-                    command_window: 0,
-                    boot_id: boot_id(s.random),
-                };
-                session = Some(Session::new(hello, CommandFilter::default()));
+                if let Some(store) = s.store {
+                    let saved = (store.save)(&id.encode());
+                    defmt::info!("uplink identity stored={}", saved);
+                }
+                session = Some(new_session(&id, s.random));
                 identity = Some(id);
             }),
             (Some(id), Some(session)) => {
@@ -157,6 +159,19 @@ pub async fn run(stack: Stack<'static>, s: Settings) -> ! {
             }
         }
     }
+}
+
+/// The session for `id`; commands are not persisted yet, so the filter starts empty.
+fn new_session(id: &Identity, random: &dyn RandomSource) -> Session<OUTBOX> {
+    let hello = Hello {
+        protocol: 0,
+        appliance_id: id.appliance_id.as_str().try_into().unwrap_or_default(),
+        firmware_version: env!("CARGO_PKG_VERSION").try_into().unwrap_or_default(),
+        capabilities: Capabilities(0),
+        command_window: 0,
+        boot_id: boot_id(random),
+    };
+    Session::new(hello, CommandFilter::default())
 }
 
 fn boot_id(random: &dyn RandomSource) -> u64 {

@@ -2,6 +2,10 @@
 //! `thumbv7em-none-eabihf`; on the host (`cargo test/clippy --workspace`) it is a stub.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
+/// The uplink's TLS allocates (on its own heap, `firmware/uplink.rs`).
+#[cfg(all(target_os = "none", feature = "uplink"))]
+extern crate alloc;
+
 #[cfg(target_os = "none")]
 mod firmware;
 

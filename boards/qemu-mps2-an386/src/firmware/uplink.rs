@@ -2,10 +2,11 @@
 //! QEMU/TEST-ONLY entropy, and the task running `board_services::uplink` when the config
 //! region holds an enrollment token.
 
+use alloc::vec::Vec;
 use core::mem::MaybeUninit;
 
 use board_services::heap::TrackedHeap;
-use board_services::uplink::{Settings, run};
+use board_services::uplink::{IdentityStore, Settings, run};
 use defmt::Display2Format;
 use embassy_executor::Spawner;
 use embassy_net::Stack;
@@ -13,7 +14,15 @@ use static_cell::StaticCell;
 use uplink::enroll::EnrollmentToken;
 use uplink_tls::Random;
 
+use semihosting::fs::{self, File};
+use semihosting::io::Read;
+
 use super::host_random::HostRandom;
+
+/// QEMU/TEST-ONLY: the identity is a host file beside the lease flash (semihosting); a
+/// real board keeps it in a flash region of its own.
+const IDENTITY: &core::ffi::CStr = c"qemu-uplink-id.bin";
+const IDENTITY_TMP: &core::ffi::CStr = c"qemu-uplink-id.tmp";
 
 /// rustls' heap (handshake state, records, certificates); the rest of the firmware does not
 /// allocate. The log reports its high-water mark.
@@ -54,6 +63,23 @@ pub fn start(spawner: Spawner, stack: Stack<'static>, token: Option<&str>, unix_
         unix_at_boot,
         heap: &HEAP,
         name: "qemu-mps2-an386",
+        store: Some(IdentityStore {
+            load: load_identity,
+            save: save_identity,
+        }),
     };
     spawner.spawn(defmt::unwrap!(uplink_task(stack, settings))); // ok: boot-time init, one task instance
+}
+
+fn load_identity() -> Option<Vec<u8>> {
+    let mut file = File::open(IDENTITY).ok()?;
+    let len = usize::try_from(file.metadata().ok()?.len()).ok()?;
+    let mut bytes = alloc::vec![0u8; len];
+    file.read_exact(&mut bytes).ok()?;
+    Some(bytes)
+}
+
+/// Written whole to a temporary file and renamed over the old one, so a cut leaves either.
+fn save_identity(bytes: &[u8]) -> bool {
+    fs::write(IDENTITY_TMP, bytes).is_ok() && fs::rename(IDENTITY_TMP, IDENTITY).is_ok()
 }
