@@ -2,7 +2,7 @@
 //! token in the config region, the firmware enrolls over its own stack (key made on the
 //! board, CA pinned by the token), dials the mTLS tunnel, and the provider lists the
 //! appliance as connected and, after a dhclient run against the board, the machine; after a
-//! reboot the board reconnects with its stored identity.
+//! reboot the board reconnects with its stored identity, and again after a provider restart.
 
 use std::process::Command;
 use std::time::Duration;
@@ -25,7 +25,7 @@ fn enrolls_connects_and_reports_a_machine() {
     };
     let wd = Workdir::new("fw-uplink");
     let rack = Rack::new("fw-uplink");
-    let provider = Provider::start(&rack, &wd);
+    let mut provider = Provider::start(&rack, &wd);
     let token = provider.token();
 
     let image = wd.dir("image");
@@ -110,4 +110,17 @@ fn enrolls_connects_and_reports_a_machine() {
         .cli(&["appliances", "--json"])
         .replace([' ', '\n'], "");
     assert_eq!(json.matches("\"id\":").count(), 1, "one appliance: {json}");
+
+    // The provider restarts: the board notices, backs off and dials again.
+    let before = board.lines().len();
+    provider.kill();
+    provider.restart();
+    poll_until("the tunnel after a provider restart", UPLINK, || {
+        let lines = board.lines();
+        let again = lines[before.min(lines.len())..]
+            .iter()
+            .any(|l| l.contains("uplink connected"));
+        Ok(again.then_some(()))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n--- firmware log:\n{}", board.lines().join("\n")));
 }
