@@ -55,6 +55,9 @@ pub struct Settings {
     pub unix_at_boot: u64,
     /// The heap rustls runs on, for its high-water mark in the log.
     pub heap: &'static TrackedHeap,
+    /// The stack's high-water mark in bytes, when the board can tell (logged with the heap's;
+    /// 0 when it cannot).
+    pub stack_high_water: Option<fn() -> usize>,
     /// The name the appliance enrolls under.
     pub name: &'static str,
     /// Where the identity survives a reboot; `None`: RAM only (a reboot needs a new token).
@@ -118,6 +121,10 @@ pub async fn run(stack: Stack<'static>, s: Settings) -> ! {
     let mut rx = [0u8; SOCKET_BUF];
     let mut tx = [0u8; SOCKET_BUF];
     stack.wait_config_up().await;
+    defmt::info!(
+        "uplink starting stack_high_water={}",
+        s.stack_high_water.map_or(0, |f| f())
+    );
     loop {
         // Events wait in the outbox while the tunnel is down (DHCP's queue is short).
         if let Some(session) = session.as_mut() {
@@ -128,9 +135,10 @@ pub async fn run(stack: Stack<'static>, s: Settings) -> ! {
         let result = match (&identity, session.as_mut()) {
             (None, _) => enroll(&mut socket, addr, &s).await.map(|id| {
                 defmt::info!(
-                    "uplink enrolled appliance={} heap_high_water={}",
+                    "uplink enrolled appliance={} heap_high_water={} stack_high_water={}",
                     id.appliance_id.as_str(),
-                    s.heap.high_water()
+                    s.heap.high_water(),
+                    s.stack_high_water.map_or(0, |f| f())
                 );
                 if let Some(store) = s.store {
                     let saved = (store.save)(&id.encode());
@@ -369,10 +377,11 @@ async fn tunnel(
                     Action::Established { time } => {
                         timeout = IDLE_TIMEOUT;
                         defmt::info!(
-                            "uplink connected appliance={} provider_time={} heap_high_water={}",
+                            "uplink connected appliance={} provider_time={} heap_high_water={} stack_high_water={}",
                             id.appliance_id.as_str(),
                             time,
-                            s.heap.high_water()
+                            s.heap.high_water(),
+                            s.stack_high_water.map_or(0, |f| f())
                         );
                     }
                     Action::Execute { id, .. } => {

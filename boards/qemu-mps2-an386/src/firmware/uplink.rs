@@ -62,6 +62,7 @@ pub fn start(spawner: Spawner, stack: Stack<'static>, token: Option<&str>, unix_
         random: &RANDOM,
         unix_at_boot,
         heap: &HEAP,
+        stack_high_water: Some(stack_high_water),
         name: "qemu-mps2-an386",
         store: Some(IdentityStore {
             load: load_identity,
@@ -82,4 +83,23 @@ fn load_identity() -> Option<Vec<u8>> {
 /// Written whole to a temporary file and renamed over the old one, so a cut leaves either.
 fn save_identity(bytes: &[u8]) -> bool {
     fs::write(IDENTITY_TMP, bytes).is_ok() && fs::rename(IDENTITY_TMP, IDENTITY).is_ok()
+}
+
+unsafe extern "C" {
+    static _stack_start: u32;
+    static _stack_end: u32;
+}
+
+/// The most stack ever used: cortex-m-rt painted it with this word at reset (feature
+/// `paint-stack`), so the lowest word that differs marks the deepest point reached.
+fn stack_high_water() -> usize {
+    const PAINT: u32 = 0xCCCC_CCCC;
+    let (bottom, top) = (&raw const _stack_end, &raw const _stack_start);
+    let mut p = bottom;
+    // SAFETY: [_stack_end, _stack_start) is the stack region cortex-m-rt reserves in RAM;
+    // reading below the stack pointer reads plain memory, word-aligned (linker asserts).
+    while p < top && unsafe { p.read_volatile() } == PAINT {
+        p = p.wrapping_add(1);
+    }
+    top as usize - p as usize
 }
