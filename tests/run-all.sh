@@ -24,6 +24,11 @@ cargo build -p qemu-mps2-an386 --release --target thumbv7em-none-eabihf
 cargo run -q -p images -- footprint target/thumbv7em-none-eabihf/release/qemu-mps2-an386 \
     --budget boards/budget.txt --board qemu-mps2-an386
 
+step "firmware for the QEMU board with its uplink (TLS), profile firmware (size, fat LTO)"
+cargo build -p qemu-mps2-an386 --profile firmware --target thumbv7em-none-eabihf --features uplink
+cargo run -q -p images -- footprint target/thumbv7em-none-eabihf/firmware/qemu-mps2-an386 \
+    --budget boards/budget.txt --board qemu-mps2-an386+uplink
+
 step "firmware for the NUCLEO-H743ZI board (boards/nucleo-h743zi), release: built and measured, not run"
 cargo build -p nucleo-h743zi --release --target thumbv7em-none-eabihf
 cargo run -q -p images -- footprint target/thumbv7em-none-eabihf/release/nucleo-h743zi \

@@ -33,17 +33,17 @@ pub fn elf_for_test() -> Option<PathBuf> {
     Some(p)
 }
 
-/// The firmware built with its uplink (feature `uplink`, over the flash budget at the release
-/// profile, so in a target dir of its own), when running as root and it is there.
+/// The firmware built with its uplink (feature `uplink`, profile `firmware`: optimised for
+/// size, as TLS needs to fit the flash budget), when running as root and it is there.
 pub fn uplink_elf_for_test() -> Option<PathBuf> {
     if !crate::require_root() {
         return None;
     }
-    let p = target_dir().join("fw-uplink/thumbv7em-none-eabihf/release/qemu-mps2-an386");
+    let p = target_dir().join("thumbv7em-none-eabihf/firmware/qemu-mps2-an386");
     if !p.is_file() {
         eprintln!(
             "skipped: firmware with the uplink not built (cargo build -p qemu-mps2-an386 \
-             --release --target thumbv7em-none-eabihf --features uplink --target-dir target/fw-uplink)"
+             --profile firmware --target thumbv7em-none-eabihf --features uplink)"
         );
         return None;
     }
