@@ -17,6 +17,13 @@ llvm_size=$(find "$(rustc --print sysroot)" -name llvm-size -type f | head -n 1)
 echo "appliance code for thumbv7em-none-eabihf, opt-level z (generic code instantiated by a board is not included):"
 "$llvm_size" -t target/thumbv7em-none-eabihf/size/libappliance.rlib | tail -n 1
 
+step "firmware lints (the workspace's clippy sees the boards as host stubs)"
+for features in "" "--features uplink"; do
+    # shellcheck disable=SC2086 # the features flag is two words or none
+    cargo clippy -p qemu-mps2-an386 --target thumbv7em-none-eabihf --release $features -- -D warnings
+done
+cargo clippy -p nucleo-h743zi --target thumbv7em-none-eabihf --release -- -D warnings
+
 step "firmware for the QEMU board (boards/qemu-mps2-an386), release"
 cargo build -p qemu-mps2-an386 --release --target thumbv7em-none-eabihf
 "$llvm_size" target/thumbv7em-none-eabihf/release/qemu-mps2-an386
