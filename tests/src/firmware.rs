@@ -55,6 +55,24 @@ pub fn images() -> PathBuf {
     crate::built_binary("images", "IMAGES_BIN")
 }
 
+/// `images build` of the QEMU board from `elf` into `<wd>/image`, at 10.77.0.1/24 handing
+/// out `pool`, with `extra` flags (`--token`, `--asset`, ...); returns the image directory.
+pub fn build_image(wd: &Workdir, elf: &Path, pool: &str, extra: &[&str]) -> PathBuf {
+    let image = wd.dir("image");
+    let out = std::process::Command::new(images())
+        .args(["build", "--board", "qemu-mps2-an386", "--elf"])
+        .arg(elf)
+        .args(["--ip", "10.77.0.1/24", "--dhcp-pool", pool])
+        .args(extra)
+        .arg("-o")
+        .arg(&image)
+        .output()
+        .unwrap_or_else(|e| panic!("images build: {e}"));
+    assert!(out.status.success(), "images build: {out:?}");
+    eprint!("{}", String::from_utf8_lossy(&out.stdout));
+    image
+}
+
 /// A running board: QEMU (killed on drop) and its log.
 pub struct Board {
     pub child: Child,

@@ -2,7 +2,6 @@
 //! firmware's compiled-in .100-.199), booted by `images run-qemu` on a TAP in the rack:
 //! dhclient gets an address from the image's pool, so the firmware read its config region.
 
-use std::process::Command;
 use std::time::Duration;
 
 use e2e::dhclient::Dhclient;
@@ -19,22 +18,12 @@ fn dhclient_lease_from_the_image_config() {
         return;
     };
     let wd = Workdir::new("fw-image");
-    let image = wd.dir("image");
-    let out = Command::new(firmware::images())
-        .args(["build", "--board", "qemu-mps2-an386", "--elf"])
-        .arg(&elf)
-        .args([
-            "--ip",
-            "10.77.0.1/24",
-            "--dhcp-pool",
-            "10.77.0.150-10.77.0.160",
-        ])
-        .args(["--lease-time", "600", "-o"])
-        .arg(&image)
-        .output()
-        .unwrap_or_else(|e| panic!("images build: {e}"));
-    assert!(out.status.success(), "images build: {out:?}");
-    eprint!("{}", String::from_utf8_lossy(&out.stdout));
+    let image = firmware::build_image(
+        &wd,
+        &elf,
+        "10.77.0.150-10.77.0.160",
+        &["--lease-time", "600"],
+    );
 
     let rack = Rack::new("fw-image");
     let mut board = Board::boot_image(&rack, &wd, &image, "fwi0");

@@ -10,7 +10,6 @@
 //! `undionly` driver, boots the kernel and initrd. Those do not fit a board, so the template
 //! points them at a plain HTTP server on the host side (busybox httpd at 10.77.0.2:8080).
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use e2e::boot::{self, MARKER};
@@ -61,29 +60,14 @@ fn vm_pxe_boots_from_the_firmware() {
     // The image, its asset region holding undionly.kpxe and the template (`images build
     // --asset`, as an operator makes it).
     let template = boot::write_text(wd.path(), "boot.ipxe", &template());
-    let image = wd.dir("image");
-    let out = Command::new(firmware::images())
-        .args(["build", "--board", "qemu-mps2-an386", "--elf"])
-        .arg(&elf)
-        .args([
-            "--ip",
-            "10.77.0.1/24",
-            "--dhcp-pool",
-            "10.77.0.100-10.77.0.199",
-        ])
-        .arg("--asset")
-        .arg(format!(
-            "undionly.kpxe={}",
-            fx.file("undionly.kpxe").display()
-        ))
-        .arg("--asset")
-        .arg(format!("boot.ipxe={}", template.display()))
-        .arg("-o")
-        .arg(&image)
-        .output()
-        .unwrap_or_else(|e| panic!("images build: {e}"));
-    assert!(out.status.success(), "images build: {out:?}");
-    eprint!("{}", String::from_utf8_lossy(&out.stdout));
+    let undionly = format!("undionly.kpxe={}", fx.file("undionly.kpxe").display());
+    let script = format!("boot.ipxe={}", template.display());
+    let image = firmware::build_image(
+        &wd,
+        &elf,
+        "10.77.0.100-10.77.0.199",
+        &["--asset", &undionly, "--asset", &script],
+    );
 
     let rack = Rack::new("fw-pxe-vm");
     let mut board = Board::boot_image(&rack, &wd, &image, "fwp0");

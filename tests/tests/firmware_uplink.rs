@@ -4,7 +4,6 @@
 //! appliance as connected and, after a dhclient run against the board, the machine; after a
 //! reboot the board reconnects with its stored identity, and again after a provider restart.
 
-use std::process::Command;
 use std::time::Duration;
 
 use e2e::dhclient::Dhclient;
@@ -28,21 +27,7 @@ fn enrolls_connects_and_reports_a_machine() {
     let mut provider = Provider::start(&rack, &wd);
     let token = provider.token();
 
-    let image = wd.dir("image");
-    let out = Command::new(firmware::images())
-        .args(["build", "--board", "qemu-mps2-an386", "--elf"])
-        .arg(&elf)
-        .args([
-            "--ip",
-            "10.77.0.1/24",
-            "--dhcp-pool",
-            "10.77.0.100-10.77.0.149",
-        ])
-        .args(["--token", &token, "-o"])
-        .arg(&image)
-        .output()
-        .unwrap_or_else(|e| panic!("images build: {e}"));
-    assert!(out.status.success(), "images build: {out:?}");
+    let image = firmware::build_image(&wd, &elf, "10.77.0.100-10.77.0.149", &["--token", &token]);
 
     let mut board = Board::boot_image(&rack, &wd, &image, "fwu0");
     board
