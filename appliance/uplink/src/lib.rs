@@ -75,9 +75,11 @@ pub mod frame;
 pub mod message;
 pub mod outbox;
 pub mod session;
+pub mod sightings;
 
 pub use dedup::{CommandFilter, Inbox, Verdict};
 pub use frame::FrameDecoder;
 pub use message::*;
 pub use outbox::Outbox;
 pub use session::{Action, COMMAND_WINDOW, Session};
+pub use sightings::Sightings;

@@ -6,10 +6,10 @@ use appliance::dhcp::{Lease, LeaseState};
 use appliance::net::{MacAddr, Uuid};
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::channel::Channel;
-use uplink::{Event, Ipv4, Mac, MachineSeen};
+use uplink::{Event, Ipv4, Mac, Sightings};
 
 /// A machine seen again within this long is not reported again (unless its UUID or arch
-/// changed): a PXE chain makes several DHCP requests in seconds.
+/// changed), as on the host.
 const RESEND_SEEN_SECS: u64 = 600;
 /// Machines remembered for that; the least recently reported is forgotten first.
 const MACHINES: usize = 16;
@@ -30,26 +30,28 @@ pub enum Observation {
 /// From the DHCP task to the uplink.
 pub static OBSERVED: Channel<CriticalSectionRawMutex, Observation, 8> = Channel::new();
 
-#[derive(Clone, Copy)]
-struct Seen {
-    mac: MacAddr,
-    uuid: Option<Uuid>,
-    arch: Option<u16>,
-    first: u64,
-    reported: u64,
+/// Turns observations into events, a sighting once per [`RESEND_SEEN_SECS`].
+pub struct Reporter {
+    seen: Sightings<MACHINES>,
 }
 
-/// Turns observations into events, a sighting once per [`RESEND_SEEN_SECS`].
-#[derive(Default)]
-pub struct Reporter {
-    seen: heapless::Vec<Seen, MACHINES>,
+impl Default for Reporter {
+    fn default() -> Self {
+        Reporter {
+            seen: Sightings::new(RESEND_SEEN_SECS),
+        }
+    }
 }
 
 impl Reporter {
     /// The event for `o` at `now` (Unix seconds), if any.
     pub fn event(&mut self, o: Observation, now: u64) -> Option<Event> {
         match o {
-            Observation::Request { mac, uuid, arch } => self.sighting(mac, uuid, arch, now),
+            Observation::Request { mac, uuid, arch } => {
+                let uuid = uuid.map(|u| uplink::Uuid(u.0));
+                let seen = self.seen.sighting(Mac(mac.0), uuid, arch, now)?;
+                Some(Event::MachineSeen(seen))
+            }
             Observation::Lease(l) => Some(Event::Lease(uplink::Lease {
                 mac: Mac(l.mac.0),
                 ip: Ipv4(l.ip.octets()),
@@ -61,47 +63,5 @@ impl Reporter {
                 },
             })),
         }
-    }
-
-    fn sighting(
-        &mut self,
-        mac: MacAddr,
-        uuid: Option<Uuid>,
-        arch: Option<u16>,
-        now: u64,
-    ) -> Option<Event> {
-        let first = match self.seen.iter_mut().find(|s| s.mac == mac) {
-            Some(s) => {
-                let same = s.uuid == uuid && s.arch == arch;
-                if same && now < s.reported + RESEND_SEEN_SECS {
-                    return None;
-                }
-                (s.uuid, s.arch, s.reported) = (uuid, arch, now);
-                s.first
-            }
-            None => {
-                if self.seen.is_full()
-                    && let Some(i) = (0..self.seen.len()).min_by_key(|&i| self.seen[i].reported)
-                {
-                    self.seen.swap_remove(i);
-                }
-                let seen = Seen {
-                    mac,
-                    uuid,
-                    arch,
-                    first: now,
-                    reported: now,
-                };
-                let _ = self.seen.push(seen);
-                now
-            }
-        };
-        Some(Event::MachineSeen(MachineSeen {
-            mac: Mac(mac.0),
-            uuid: uuid.map(|u| uplink::Uuid(u.0)),
-            arch,
-            first_seen: first,
-            last_seen: now,
-        }))
     }
 }

@@ -2,13 +2,14 @@
 //! unaware of the uplink: they push an [`Observation`] where they log a line, and the
 //! uplink port reports it (or only remembers the machine, while not enrolled).
 
-use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 use appliance::dhcp::{Lease, LeaseState};
 use appliance::http::Requester;
 use appliance::net::{MacAddr, Uuid};
-use uplink::{BootServed, Event, Ipv4, Lease as LeaseEvent, Mac, MachineSeen, Served};
+use uplink::{BootServed, Event, Ipv4, Lease as LeaseEvent, Mac, Served, Sightings};
+
+use crate::runtime::MACHINES;
 
 /// A machine seen again within this long is not reported again (unless its UUID or arch
 /// changed): a PXE chain makes several DHCP requests in seconds.
@@ -34,17 +35,10 @@ pub enum Observation {
     Http { peer: Ipv4Addr, target: String },
 }
 
-struct Seen {
-    uuid: Option<Uuid>,
-    arch: Option<u16>,
-    first: u64,
-    reported: Option<u64>,
-}
-
 /// Turns observations into events; remembers machines so a sighting is reported once per
 /// [`RESEND_SEEN_SECS`] and machines seen before enrollment are reported after it.
 pub struct Reporter {
-    seen: HashMap<MacAddr, Seen>,
+    seen: Box<Sightings<MACHINES>>,
     /// `http://ip[:port]`, the base of served URLs.
     http_base: String,
     script_path: &'static str,
@@ -57,7 +51,7 @@ impl Reporter {
             port => format!("http://{ip}:{port}"),
         };
         Reporter {
-            seen: HashMap::new(),
+            seen: Box::new(Sightings::new(RESEND_SEEN_SECS)),
             http_base,
             script_path,
         }
@@ -71,7 +65,11 @@ impl Reporter {
         mac_of: &dyn Fn(Ipv4Addr) -> Option<MacAddr>,
     ) -> Option<Event> {
         match o {
-            Observation::Dhcp { mac, uuid, arch } => self.sighting(mac, uuid, arch, now),
+            Observation::Dhcp { mac, uuid, arch } => {
+                let uuid = uuid.map(|u| uplink::Uuid(u.0));
+                let seen = self.seen.sighting(Mac(mac.0), uuid, arch, now)?;
+                Some(Event::MachineSeen(seen))
+            }
             Observation::Lease(l) => {
                 let expires = match l.state {
                     LeaseState::Bound => l.expires,
@@ -112,46 +110,8 @@ impl Reporter {
 
     /// Every machine seen so far, for a session that starts after they were (enrollment).
     pub fn all_seen(&self, now: u64) -> Vec<Event> {
-        self.seen
-            .iter()
-            .map(|(mac, s)| seen_event(*mac, s, now))
-            .collect()
+        self.seen.all(now).map(Event::MachineSeen).collect()
     }
-
-    fn sighting(
-        &mut self,
-        mac: MacAddr,
-        uuid: Option<Uuid>,
-        arch: Option<u16>,
-        now: u64,
-    ) -> Option<Event> {
-        let s = self.seen.entry(mac).or_insert(Seen {
-            uuid: None,
-            arch: None,
-            first: now,
-            reported: None,
-        });
-        let changed = (uuid.is_some() && uuid != s.uuid) || (arch.is_some() && arch != s.arch);
-        s.uuid = uuid.or(s.uuid);
-        s.arch = arch.or(s.arch);
-        let due = s
-            .reported
-            .is_none_or(|at| now >= at + RESEND_SEEN_SECS || changed);
-        due.then(|| {
-            s.reported = Some(now);
-            seen_event(mac, s, now)
-        })
-    }
-}
-
-fn seen_event(mac: MacAddr, s: &Seen, now: u64) -> Event {
-    Event::MachineSeen(MachineSeen {
-        mac: Mac(mac.0),
-        uuid: s.uuid.map(|u| uplink::Uuid(u.0)),
-        arch: s.arch,
-        first_seen: s.first,
-        last_seen: now,
-    })
 }
 
 fn served(mac: MacAddr, what: Served, at: u64) -> Option<Event> {
