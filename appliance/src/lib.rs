@@ -15,4 +15,5 @@ pub mod http;
 pub mod inventory;
 pub mod journal;
 pub mod net;
+pub mod provider;
 pub mod tftp;

@@ -7,7 +7,7 @@
 //! machine off), and a state held here too would race it, e.g. power a machine that turned
 //! itself off back on without the override.
 
-use appliance::bmc::{Operation, PowerAction};
+use crate::bmc::{Operation, PowerAction};
 
 /// What a power command waits for: `action` done. With `pxe` the override is set first and
 /// the action requested only then (the manager runs an action before an override).
@@ -85,7 +85,7 @@ impl Waiters {
 
 #[cfg(test)]
 mod tests {
-    use appliance::bmc::{BootMode, PxeBoot};
+    use crate::bmc::{BootMode, PxeBoot};
 
     use super::*;
 
