@@ -179,6 +179,9 @@ struct Rig {
     server: Server<'static>,
     store: Store,
     now: u64,
+    /// Every slot on one port, as a board runs it (`receive_shared`): `receive`'s slot is
+    /// then ignored.
+    shared: bool,
 }
 
 impl Rig {
@@ -188,6 +191,7 @@ impl Rig {
             server: Server::new(config, slots),
             store,
             now: 0,
+            shared: false,
         }
     }
 
@@ -212,9 +216,14 @@ impl Rig {
 
     fn receive(&mut self, slot: usize, src: SocketAddrV4, payload: &[u8]) -> Option<Pkt> {
         let mut out = [0u8; 1500];
-        let len = self
-            .server
-            .receive(self.now, slot, src, payload, &mut self.store, &mut out)?;
+        let (now, store) = (self.now, &mut self.store);
+        let len = if self.shared {
+            self.server
+                .receive_shared(now, src, payload, store, &mut out)?
+        } else {
+            self.server
+                .receive(now, slot, src, payload, store, &mut out)?
+        };
         Some(decode(&out[..len]))
     }
 
@@ -694,6 +703,35 @@ fn unknown_tid_gets_error_5_and_the_transfer_goes_on() {
     assert_eq!(rig.receive(99, from(2070), &ack(1)), None);
     let s = rig.stats();
     assert_eq!((s.unknown_tid, s.completed, s.stray), (2, 1, 3));
+}
+
+#[test]
+fn one_shared_port_serves_64_transfers_told_apart_by_client() {
+    let mut rig = rig(64);
+    rig.shared = true;
+    let windowed = rrq(
+        b"ipxe.efi",
+        "octet",
+        &[("blksize", "1428"), ("windowsize", "4")],
+    );
+    let plain = rrq(b"ipxe.efi", "octet", &[]);
+    let mut clients: Vec<Client> = (0..64)
+        .map(|i| {
+            let addr = from(4000 + i);
+            let req = if i % 2 == 0 { &windowed } else { &plain };
+            Client::new(addr, rig.start(addr, req))
+        })
+        .collect();
+    // A stranger on the shared port gets nothing and disturbs nothing.
+    let stranger = SocketAddrV4::new(CLIENT, 9999);
+    assert_eq!(rig.receive(0, stranger, &ack(1)), None);
+    drive(&mut rig, &mut clients, no_loss);
+    let want = rig.store.content("ipxe.efi");
+    assert!(clients.iter().all(|c| c.data == want), "a transfer differs");
+    // A late ACK of a finished transfer is dropped, not answered.
+    assert_eq!(rig.receive(0, from(4000), &ack(1)), None);
+    let s = rig.stats();
+    assert_eq!((s.completed, s.unknown_tid, s.stray), (64, 0, 2));
 }
 
 #[test]

@@ -24,6 +24,9 @@
 //!   retransmission and is dropped; any other RRQ from a client with a transfer running
 //!   replaces that transfer. Slots are taken round-robin, so a just-freed slot's port is
 //!   not reused at once; packets to an idle slot are dropped, not answered.
+//! - An adapter short of sockets serves every slot from one port
+//!   ([`Server::receive_shared`]): transfers are then told apart by the client's address
+//!   and port alone, as a client that reuses its port for the next RRQ supersedes anyway.
 //! - Events go to a bounded queue ([`EVENT_QUEUE`]); overflow is counted, never blocks.
 
 pub mod event;

@@ -282,6 +282,26 @@ impl<'a> Server<'a> {
         None
     }
 
+    /// A datagram on the one port all slots share, for an adapter that cannot afford a socket
+    /// per slot (a board: 64 sockets would cost more RAM than the transfers): it goes to its
+    /// sender's transfer as [`Server::receive`] would. Without one it is a late packet of a
+    /// finished transfer or a stranger's, and is dropped (counted as stray), as on an idle
+    /// slot's port. [`Transmit::slot`] then only names the transfer; all send from that port.
+    pub fn receive_shared(
+        &mut self,
+        now_ms: u64,
+        src: SocketAddrV4,
+        payload: &[u8],
+        store: &mut impl AssetStore,
+        out: &mut [u8],
+    ) -> Option<usize> {
+        let Some(slot) = self.slot_of(src) else {
+            self.stats.stray += 1;
+            return None;
+        };
+        self.receive(now_ms, slot, src, payload, store, out)
+    }
+
     /// The next packet to send (OACK, DATA of the window, a retransmission, or a final
     /// ERROR), written into `out`, which must hold `4 + max(512, max_blksize)` bytes. Call
     /// until `None`.

@@ -25,6 +25,8 @@ pub mod dhcp;
 pub mod heap;
 #[cfg(target_os = "none")]
 pub mod http;
+#[cfg(all(target_os = "none", feature = "uplink"))]
+pub mod power;
 #[cfg(target_os = "none")]
 pub mod regions;
 #[cfg(target_os = "none")]
@@ -34,10 +36,10 @@ pub mod tftp;
 #[cfg(all(target_os = "none", feature = "uplink"))]
 pub mod uplink;
 
-/// embassy-net sockets the services use: DHCP's, TFTP's listener and one per transfer, one
+/// embassy-net sockets the services use: DHCP's, TFTP's two (port 69 and the transfers'), one
 /// per HTTP connection. A board adds its own and sizes `StackResources` with this.
 #[cfg(target_os = "none")]
-pub const SOCKETS: usize = 1 + 1 + tftp::TRANSFERS + http::CONNECTIONS;
+pub const SOCKETS: usize = 1 + tftp::SOCKETS + http::CONNECTIONS;
 
 /// Defines the board's TFTP task and HTTP task pool (embassy tasks cannot be generic, so they
 /// are made in the board's crate, which needs `embassy-executor`, `embassy-net`, `static_cell`

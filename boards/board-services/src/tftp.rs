@@ -1,10 +1,19 @@
-//! The appliance's TFTP server: requests on UDP 69, each transfer slot on its own socket
-//! (its TID, port `SLOT_PORT_BASE + slot`, as in host-sim), files from the board's asset
+//! The appliance's TFTP server: requests on UDP 69, every transfer on one more socket (port
+//! [`TRANSFER_PORT`], the server's TID for all of them; the server tells transfers apart by
+//! the client's address and port, `Server::receive_shared`), files from the board's asset
 //! store.
 //!
-//! One pass of the sans-IO server per wake: requests, then ACKs, then whatever
-//! `dispatch` has due. The task sleeps on the sockets' receive wakers and a timer at
-//! `poll_at` (retransmissions).
+//! One socket for all transfers rather than one per slot (host-sim's way) because a socket
+//! per slot costs more RAM than the transfer itself: 64 slots with a window's send buffer
+//! each came to about 450 KB, and even one packet each to about 100 KB; one shared socket
+//! with back-pressure costs the same for 2 transfers or 64, and each slot is then only its
+//! `Transfer` (the transfer's state and file name).
+//!
+//! One pass of the sans-IO server per wake: requests, then ACKs, then whatever `dispatch`
+//! has due, until the transfers' socket is full; the packet that did not fit is held (in
+//! the one block buffer) and sent first when the stack has drained the socket, which wakes
+//! the task. The task also sleeps on the sockets' receive wakers and a timer at `poll_at`
+//! (retransmissions).
 
 use core::convert::Infallible;
 use core::future::{Future, poll_fn};
@@ -13,7 +22,7 @@ use core::pin::Pin;
 use core::task::{Context, Poll};
 
 use appliance::assets::AssetStore;
-use appliance::tftp::{Config, RequestOutcome, Server, Transfer};
+use appliance::tftp::{Config, RequestOutcome, Server, Transfer, Transmit};
 use defmt::Display2Format;
 use embassy_net::udp::{PacketMetadata, UdpMetadata, UdpSocket};
 use embassy_net::{IpAddress, IpEndpoint, Stack};
@@ -21,30 +30,37 @@ use embassy_time::{Instant, Timer};
 use static_cell::StaticCell;
 
 const TFTP_PORT: u16 = 69;
-const SLOT_PORT_BASE: u16 = 50_000;
-/// Concurrent transfers (one socket each).
-pub const TRANSFERS: usize = 2;
+/// The port every transfer sends from and takes ACKs on.
+pub const TRANSFER_PORT: u16 = 50_000;
+/// Concurrent transfers; a full table answers ERROR 0 "server busy". Each costs its
+/// `Transfer` slot only (about 350 bytes), so the 64 fit the 192 KiB budget with TLS
+/// up (BENCHMARKS.md).
+pub const TRANSFERS: usize = 64;
+/// The sockets this module opens: port 69 and [`TRANSFER_PORT`].
+pub const SOCKETS: usize = 2;
 /// blksize for a 1500-byte MTU: 20 IP + 8 UDP + 4 TFTP header bytes less.
 const MAX_BLKSIZE: u16 = 1468;
-/// The window a slot's send buffer holds whole, so a window is never cut short.
+/// The largest window granted; the transfers' socket holds one whole.
 const MAX_WINDOW: u16 = 4;
 const PACKET: usize = 4 + MAX_BLKSIZE as usize;
+/// An ERROR (the server's messages are short static texts).
+const ERROR_PACKET: usize = 128;
 
 static SLOTS: StaticCell<[Transfer; TRANSFERS]> = StaticCell::new();
 
-/// One socket's buffers: `RX` bytes in, `N` packets of up to `TX / N` bytes out.
-struct Buffers<const RX: usize, const TX: usize, const N: usize> {
-    rx_meta: [PacketMetadata; N],
+/// One socket's buffers: `RX` bytes in `RN` datagrams, `TX` bytes out in `TN` datagrams.
+struct Buffers<const RX: usize, const RN: usize, const TX: usize, const TN: usize> {
+    rx_meta: [PacketMetadata; RN],
     rx: [u8; RX],
-    tx_meta: [PacketMetadata; N],
+    tx_meta: [PacketMetadata; TN],
     tx: [u8; TX],
 }
 
-impl<const RX: usize, const TX: usize, const N: usize> Buffers<RX, TX, N> {
+impl<const RX: usize, const RN: usize, const TX: usize, const TN: usize> Buffers<RX, RN, TX, TN> {
     const NEW: Self = Buffers {
-        rx_meta: [PacketMetadata::EMPTY; N],
+        rx_meta: [PacketMetadata::EMPTY; RN],
         rx: [0; RX],
-        tx_meta: [PacketMetadata::EMPTY; N],
+        tx_meta: [PacketMetadata::EMPTY; TN],
         tx: [0; TX],
     };
 
@@ -61,10 +77,13 @@ impl<const RX: usize, const TX: usize, const N: usize> Buffers<RX, TX, N> {
     }
 }
 
-/// A slot's socket: ACKs in, a whole window of DATA out.
-type SlotBuffers = Buffers<1024, { MAX_WINDOW as usize * PACKET }, { MAX_WINDOW as usize }>;
-/// Port 69: requests in, ERRORs out.
-type ListenerBuffers = Buffers<2048, 1024, 4>;
+/// Port 69: a burst of RRQs in (64 clients starting at once; a request that finds the
+/// buffer full is dropped and the client repeats it), ERRORs out.
+type ListenerBuffers = Buffers<2048, 32, 1024, 4>;
+/// The transfers' port: ACKs in, one from each transfer at once (4 bytes each; a client's
+/// ERROR is longer), and a window of DATA out.
+type TransferBuffers =
+    Buffers<1024, TRANSFERS, { MAX_WINDOW as usize * PACKET }, { MAX_WINDOW as usize }>;
 
 fn now_ms() -> u64 {
     Instant::now().as_millis()
@@ -79,8 +98,8 @@ fn endpoint(addr: SocketAddrV4) -> IpEndpoint {
     IpEndpoint::new((*addr.ip()).into(), addr.port())
 }
 
-/// Sends if the socket has room; a lost packet is retransmitted by the server's timer.
-fn send(socket: &UdpSocket<'_>, buf: &[u8], to: SocketAddrV4, cx: &mut Context<'_>) {
+/// Sends an ERROR if the socket has room: it is advice, and the client times out without it.
+fn send_error(socket: &UdpSocket<'_>, buf: &[u8], to: SocketAddrV4, cx: &mut Context<'_>) {
     let to_ip = Display2Format(&to);
     match socket.poll_send_to(buf, endpoint(to), cx) {
         Poll::Ready(Ok(())) => {}
@@ -96,48 +115,73 @@ pub async fn serve<S: AssetStore>(stack: Stack<'static>, mut store: S) -> ! {
         max_windowsize: MAX_WINDOW,
         ..Config::default()
     };
-    let mut server = Server::new(config, SLOTS.init([Transfer::EMPTY; TRANSFERS]));
+    // Built in place: by value, 64 slots would pass through the stack.
+    let slots = SLOTS.init_with(|| [Transfer::EMPTY; TRANSFERS]);
+    let mut server = Server::new(config, slots);
     let mut listener_buffers = ListenerBuffers::NEW;
     let listener = listener_buffers.bind(stack, TFTP_PORT);
-    let mut slot_buffers = [SlotBuffers::NEW; TRANSFERS];
-    let mut next_port = SLOT_PORT_BASE;
-    let slots = slot_buffers.each_mut().map(|b| {
-        let socket = b.bind(stack, next_port);
-        next_port += 1;
-        socket
-    });
-    defmt::info!("tftp listening port={} transfers={}", TFTP_PORT, TRANSFERS);
+    let mut transfer_buffers = TransferBuffers::NEW;
+    let transfers = transfer_buffers.bind(stack, TRANSFER_PORT);
+    defmt::info!(
+        "tftp listening port={} transfers={} transfer_port={}",
+        TFTP_PORT,
+        TRANSFERS,
+        TRANSFER_PORT
+    );
 
     let mut rx = [0u8; 1024];
+    let mut reply = [0u8; ERROR_PACKET];
+    // The one block buffer: what `dispatch` wrote, kept while `held` waits for room.
     let mut tx = [0u8; PACKET];
+    let mut held: Option<Transmit> = None;
     let never: Infallible = poll_fn(|cx| {
         while let Poll::Ready(r) = listener.poll_recv_from(&mut rx, cx) {
             let Ok((len, meta)) = r else { continue };
             let src = ipv4(&meta);
-            let outcome = server.request(now_ms(), src, &rx[..len], &mut store, &mut tx);
+            let outcome = server.request(now_ms(), src, &rx[..len], &mut store, &mut reply);
             if let RequestOutcome::Refused { len, .. } = outcome {
-                send(&listener, &tx[..len], src, cx);
+                send_error(&listener, &reply[..len], src, cx);
             }
             log_events(&mut server);
         }
-        for (slot, socket) in slots.iter().enumerate() {
-            while let Poll::Ready(r) = socket.poll_recv_from(&mut rx, cx) {
-                let Ok((len, meta)) = r else { continue };
-                let src = ipv4(&meta);
-                let now = now_ms();
-                if let Some(len) = server.receive(now, slot, src, &rx[..len], &mut store, &mut tx) {
-                    send(socket, &tx[..len], src, cx);
-                }
-                log_events(&mut server);
+        while let Poll::Ready(r) = transfers.poll_recv_from(&mut rx, cx) {
+            let Ok((len, meta)) = r else { continue };
+            let src = ipv4(&meta);
+            let now = now_ms();
+            if let Some(len) = server.receive_shared(now, src, &rx[..len], &mut store, &mut reply) {
+                send_error(&transfers, &reply[..len], src, cx);
             }
+            log_events(&mut server);
         }
-        while let Some(t) = server.dispatch(now_ms(), &mut store, &mut tx) {
-            send(&slots[t.slot], &tx[..t.len], t.dst, cx);
+        // Bounded: each turn sends a packet or stops; `dispatch` runs dry once every due
+        // window is out.
+        loop {
+            let t = match held.take() {
+                Some(t) => t,
+                None => match server.dispatch(now_ms(), &mut store, &mut tx) {
+                    Some(t) => t,
+                    None => break,
+                },
+            };
+            match transfers.poll_send_to(&tx[..t.len], endpoint(t.dst), cx) {
+                Poll::Ready(Ok(())) => {}
+                // A lost packet is retransmitted by the server's timer.
+                Poll::Ready(Err(e)) => {
+                    defmt::warn!("tftp send to={}: {}", Display2Format(&t.dst), e)
+                }
+                // Full: the stack wakes the task when it has sent one.
+                Poll::Pending => {
+                    held = Some(t);
+                    break;
+                }
+            }
         }
         log_events(&mut server);
         // Wake at the next retransmission deadline (at once if packets are waiting: a new
         // timer's first poll always schedules its wake, even when it is already due).
-        if let Some(at) = server.poll_at() {
+        if held.is_none()
+            && let Some(at) = server.poll_at()
+        {
             let _ = Pin::new(&mut Timer::at(Instant::from_millis(at))).poll(cx);
         }
         Poll::Pending
