@@ -15,8 +15,10 @@ use crate::tls::token::EnrollmentToken;
 use crate::tunnel::TunnelOptions;
 use crate::{Provider, TlsOptions, hex, omni, tls, token_output};
 
+mod factory_args;
 mod listing;
 mod omni_args;
+use factory_args::FactoryArgs;
 use listing::{appliance_rows, machine_rows, output};
 use omni_args::OmniArgs;
 
@@ -50,12 +52,8 @@ enum Cmd {
         /// specific one, else this host's name.
         #[arg(long = "server-name")]
         server_names: Vec<String>,
-        /// Where agent-mode machines boot from (sent to every appliance).
-        #[arg(long, default_value = "")]
-        agent_url: String,
-        /// Image Factory PXE base URL for installs.
-        #[arg(long, default_value = "https://pxe.factory.talos.dev/pxe")]
-        factory_url: String,
+        #[command(flatten)]
+        boot: FactoryArgs,
         #[command(flatten)]
         omni: OmniArgs,
     },
@@ -90,11 +88,15 @@ enum Cmd {
         machine: String,
         #[arg(long)]
         talos_version: String,
-        /// Image Factory schematic id (default: no extensions).
+        /// Image Factory schematic id, used as it is (default: the provider creates one
+        /// from --kernel-args and --extension).
         #[arg(long)]
         schematic: Option<String>,
         #[arg(long, default_value = "")]
         kernel_args: String,
+        /// An official system extension, e.g. siderolabs/iscsi-tools (repeatable).
+        #[arg(long = "extension")]
+        extensions: Vec<String>,
     },
     /// Deallocates a machine: it is wiped and powered off.
     Deallocate {
@@ -184,8 +186,7 @@ fn execute(cli: Cli) -> Result<(), String> {
         state_dir,
         listen,
         server_names,
-        agent_url,
-        factory_url,
+        boot,
         omni,
     } = cli.command
     {
@@ -202,7 +203,7 @@ fn execute(cli: Cli) -> Result<(), String> {
             server_names,
             state_dir,
         };
-        return serve(tls, api, &agent_url, factory_url, omni.options()?);
+        return serve(tls, api, boot, omni.options()?);
     }
     let client = Client::new(&cli.api)?;
     let change = |machine: &str, change: Change| -> Result<(), String> {
@@ -235,11 +236,13 @@ fn execute(cli: Cli) -> Result<(), String> {
             talos_version,
             schematic,
             kernel_args,
+            extensions,
         } => {
             let allocation = Allocation {
                 talos_version,
                 schematic,
                 kernel_args,
+                extensions,
             };
             change(&machine, Change::Allocate(allocation))
         }
@@ -343,20 +346,17 @@ fn default_server_name(listen: SocketAddr) -> Result<String, String> {
 fn serve(
     tls: TlsOptions,
     api: SocketAddr,
-    agent_url: &str,
-    factory_url: String,
+    boot: FactoryArgs,
     omni: Option<omni::adapter::Options>,
 ) -> Result<(), String> {
     let mut config = StoreConfig::default();
-    config.lifecycle.factory_url = factory_url;
-    config.appliance.agent_url = agent_url
-        .try_into()
-        .map_err(|_| format!("--agent-url {agent_url}: too long"))?;
+    let factory = boot.apply(&mut config)?;
     let provider = Provider::open(&tls.state_dir, config, TunnelOptions::default())
         .map_err(|e| format!("{}: {e}", tls.state_dir.display()))?;
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     runtime
         .block_on(async {
+            tokio::spawn(crate::factory::run(provider.clone(), factory));
             if let Some(options) = omni {
                 eprintln!(
                     "provider: omni: {} as {}",

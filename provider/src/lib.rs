@@ -7,6 +7,7 @@
 //! - [`tls`]: the appliances' one TLS port (enrollment and tunnels); [`glue`] joins it to
 //!   the store and the tunnel.
 //! - [`api`] and [`client`]: the JSON HTTP API and the CLI's client for it.
+//! - [`factory`]: Image Factory schematics for the agent and installs.
 
 // The uplink's types are fixed-capacity (a URL is 256 bytes in place, see the uplink crate);
 // enums that carry a boot target are large by design, and boxing them buys nothing here.
@@ -15,6 +16,7 @@
 pub mod api;
 pub mod cli;
 pub mod client;
+pub mod factory;
 mod glue;
 pub mod hex;
 pub mod lifecycle;

@@ -6,25 +6,37 @@
 use serde::{Deserialize, Serialize};
 use uplink::{BmcCredentials, BootMode, BootTarget, Command, Outcome, PowerAction};
 
-use crate::model::{Acceptance, BmcConfig, BootOverride, Change, Machine, PreferredPower};
+use uplink::Url;
 
-/// Image Factory's schematic with no customization.
-pub const VANILLA_SCHEMATIC: &str =
-    "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba";
+use crate::factory::{Schematic, Schematics, VANILLA};
+use crate::model::{
+    Acceptance, Allocation, BmcConfig, BootOverride, Change, Machine, PreferredPower,
+};
+
 /// After a failed command, how long before the machine gets another.
 pub const RETRY_SECS: u64 = 30;
 
 /// Provider-wide lifecycle settings.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settings {
     /// Image Factory PXE base, e.g. `https://pxe.factory.talos.dev/pxe`.
     pub factory_url: String,
+    /// Kernel arguments every factory boot carries: the join config's
+    /// ([`crate::factory::join_kernel_args`]); empty without a join config.
+    pub join_args: Vec<String>,
+    /// The Talos the agent boots; `None`: the appliance's configured `agent_url` as it is.
+    pub agent_talos_version: Option<String>,
+    /// Schematic ids known, shared with the task that creates the missing ones.
+    pub schematics: Schematics,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
             factory_url: "https://pxe.factory.talos.dev/pxe".into(),
+            join_args: Vec::new(),
+            agent_talos_version: None,
+            schematics: Schematics::default(),
         }
     }
 }
@@ -68,23 +80,66 @@ pub struct Plan {
     pub one_off: Option<OneOff>,
 }
 
-/// The Image Factory install target for an allocated machine, if it fits the wire limits.
-pub fn install_target(m: &Machine, s: &Settings) -> Option<BootTarget> {
-    let a = m.allocation.as_ref()?;
-    let schematic = a.schematic.as_deref().unwrap_or(VANILLA_SCHEMATIC);
-    let arch = match m.arch {
+/// The schematic an allocation installs: the join arguments, then Omni's extra kernel
+/// arguments, and Omni's extensions.
+pub fn install_schematic(a: &Allocation, s: &Settings) -> Schematic {
+    let mut args = s.join_args.clone();
+    args.extend(a.kernel_args.split_whitespace().map(String::from));
+    Schematic::new(args, &a.extensions)
+}
+
+/// `<factory>/<schematic>/<version>/metal-<arch>`, if it fits the wire's URL limit.
+fn factory_url(s: &Settings, schematic: &str, version: &str, arch: Option<u16>) -> Option<Url> {
+    let arch = match arch {
         Some(11 | 19) => "arm64",
         _ => "amd64",
     };
     let url = format!(
-        "{}/{schematic}/{}/metal-{arch}",
-        s.factory_url.trim_end_matches('/'),
-        a.talos_version
+        "{}/{schematic}/{version}/metal-{arch}",
+        s.factory_url.trim_end_matches('/')
     );
+    url.as_str().try_into().ok()
+}
+
+/// The agent's factory URL once its schematic exists (amd64: the appliance has one agent
+/// URL for all its machines).
+pub fn agent_url(s: &Settings) -> Option<Url> {
+    let version = s.agent_talos_version.as_deref()?;
+    let id = s.schematics.id(&Schematic::agent(&s.join_args))?;
+    factory_url(s, &id, version, None)
+}
+
+/// The Image Factory install target for an allocated machine: the allocation's own
+/// schematic, else the one made of its kernel arguments and extensions once Image Factory
+/// has created it (`None` until then, and the machine keeps booting the agent).
+pub fn install_target(m: &Machine, s: &Settings) -> Option<BootTarget> {
+    let a = m.allocation.as_ref()?;
+    let id = match &a.schematic {
+        Some(id) => id.clone(),
+        None => s.schematics.id(&install_schematic(a, s))?,
+    };
     Some(BootTarget::Install {
-        url: url.as_str().try_into().ok()?,
-        kernel_args: a.kernel_args.as_str().try_into().ok()?,
+        url: factory_url(s, &id, &a.talos_version, m.arch)?,
+        kernel_args: Default::default(),
     })
+}
+
+/// Refuses an allocation the wire cannot carry, or one that names a schematic and also asks
+/// for kernel arguments or extensions (a given schematic is used as it is).
+fn check_allocation(m: &Machine, a: &Allocation, s: &Settings) -> Result<(), String> {
+    if a.schematic.is_some() && (!a.kernel_args.trim().is_empty() || !a.extensions.is_empty()) {
+        return Err(format!(
+            "{}: a given schematic carries its own kernel arguments and extensions",
+            m.key
+        ));
+    }
+    let schematic = a.schematic.as_deref().unwrap_or(VANILLA);
+    if schematic.len() > VANILLA.len()
+        || factory_url(s, schematic, &a.talos_version, m.arch).is_none()
+    {
+        return Err(format!("{}: install URL too long", m.key));
+    }
+    Ok(())
 }
 
 fn agent(wipe_id: Option<&str>) -> BootTarget {
@@ -359,7 +414,7 @@ pub fn apply_change(
     match change {
         Change::Power { state } => m.preferred_power = *state,
         Change::Boot { target } => {
-            if target == &Some(BootOverride::Install) && install_target(m, s).is_none() {
+            if target == &Some(BootOverride::Install) && m.allocation.is_none() {
                 return Err(format!("{}: no allocation to install", m.key));
             }
             m.boot_override = target.clone();
@@ -376,15 +431,10 @@ pub fn apply_change(
             if m.acceptance != Acceptance::Accepted {
                 return Err(format!("{}: not accepted", m.key));
             }
-            let mut next = m.clone();
-            next.allocation = Some(a.clone());
-            if install_target(&next, s).is_none() {
-                return Err(format!(
-                    "{}: install URL or kernel arguments too long",
-                    m.key
-                ));
-            }
-            *m = next;
+            check_allocation(m, a, s)?;
+            m.allocation = Some(a.clone());
+            // Asks for its schematic now, so it is being created while the machine powers on.
+            let _ = install_target(m, s);
             m.installed = false;
             m.install_event_id = 0;
             m.preferred_power = PreferredPower::On;

@@ -136,10 +136,14 @@ impl From<uplink::Power> for ObservedPower {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Allocation {
     pub talos_version: String,
-    /// Image Factory schematic id (it encodes the extensions); `None` is the vanilla one.
+    /// Image Factory schematic id, used as it is; `None`: the provider creates one from
+    /// `kernel_args` and `extensions` (and the join config's kernel arguments).
     pub schematic: Option<String>,
     #[serde(default)]
     pub kernel_args: String,
+    /// Official system extensions (Omni's `InfraMachine.extensions`).
+    #[serde(default)]
+    pub extensions: Vec<String>,
 }
 
 /// An operator's override of the lifecycle's boot decision (`provider boot`).

@@ -3,6 +3,7 @@
 //! tokens. Records are JSON so fields can be added with a default. Every change that must
 //! be atomic (an event's effect and the inbox number; a token's use) is one transaction.
 
+mod schematics;
 mod tokens;
 mod uplink_state;
 
@@ -104,8 +105,21 @@ impl Default for StoreConfig {
                 agent_url: uplink::Url::new(),
                 power_poll_secs: 30,
                 min_on_before_off_secs: 15 * 60,
+                join_config: Default::default(),
             },
         }
+    }
+}
+
+impl StoreConfig {
+    /// The configuration appliances get now: the agent on Image Factory once its schematic
+    /// exists (asking for it until then), else the configured agent URL.
+    pub fn appliance_config(&self) -> uplink::Config {
+        let mut config = self.appliance.clone();
+        if let Some(url) = lifecycle::agent_url(&self.lifecycle) {
+            config.agent_url = url;
+        }
+        config
     }
 }
 
@@ -136,9 +150,12 @@ impl Store {
         tx.open_table(BMCS)?;
         tx.open_table(META)?;
         tokens::create_tables(&tx)?;
+        schematics::create_tables(&tx)?;
         uplink_state::create_tables(&tx)?;
         tx.commit()?;
-        Ok(Store { db, config })
+        let store = Store { db, config };
+        store.load_schematics(&store.config.lifecycle.schematics)?;
+        Ok(store)
     }
 
     pub fn config(&self) -> &StoreConfig {

@@ -64,6 +64,7 @@ fn operate(store: &Store, tunnels: &Tunnels, n: u8, round: u64) {
             talos_version: "v1.9.0".into(),
             schematic: None,
             kernel_args: String::new(),
+            extensions: Vec::new(),
         }),
         3 => Change::Reboot,
         _ => Change::Deallocate,

@@ -19,9 +19,10 @@ use core::fmt::{self, Write};
 
 use super::request::{self, ByteRange, MAX_HEAD, Method, Version};
 use super::script::{self, Requester};
-use super::{Event, Site, Status, log_field, url};
+use super::{BootTargets, Event, Site, Status, log_field, url};
 use crate::assets::{self, Asset, AssetError, AssetStore, NameError};
 use crate::dhcp::pxe::BootTarget;
+use crate::net::Uuid;
 
 /// How long a request head may take from its first byte.
 pub const HEAD_TIMEOUT_MS: u64 = 10_000;
@@ -368,6 +369,8 @@ enum Body {
         who: Requester,
         target: BootTarget,
     },
+    /// The site's join config, read again at each send (it must keep its length).
+    JoinConfig,
 }
 
 struct Response {
@@ -470,6 +473,13 @@ impl Response {
                     .ok()
                     .map(|_| w.len)
             }
+            Body::JoinConfig => (site.targets.join_config())
+                .filter(|c| c.len() as u64 == self.body_len)
+                .map(|c| {
+                    let mut w = Window::new(dst, self.body_sent as usize);
+                    let _ = w.write_str(c);
+                    w.len
+                }),
         };
         let k = written.unwrap_or(0);
         self.body_sent += k as u64;
@@ -582,6 +592,18 @@ fn start<S: AssetStore>(
         };
     }
 
+    if name.as_str() == JOIN_CONFIG_PATH {
+        return match join_config(req.query, site.targets) {
+            Ok(len) => {
+                let mut fields = Fields::new(Status::Ok, connection);
+                fields.content_type = "application/yaml";
+                fields.no_store = true;
+                Response::new(fields, Body::JoinConfig, len, send_body, log, received_ms)
+            }
+            Err(status) => status_response(status),
+        };
+    }
+
     let asset = match site.store.open(&name) {
         Ok(asset) => asset,
         Err(AssetError::NotFound) => return status_response(Status::NotFound),
@@ -620,6 +642,23 @@ fn start<S: AssetStore>(
         start: span.0,
     };
     Response::new(fields, body, span.1 - span.0, send_body, log, received_ms)
+}
+
+/// Where Talos fetches the join config (Omni's bare-metal provider serves the same path).
+pub const JOIN_CONFIG_PATH: &str = "config";
+
+/// The join config's length for `/config?u=UUID`, or the status that refuses it: 400
+/// without a well-formed, non-nil UUID in `u`, 404 while the provider has sent none.
+fn join_config(query: &str, targets: &dyn BootTargets) -> Result<u64, Status> {
+    let mut buf = [0u8; 64];
+    url::query_param(query, "u", &mut buf)
+        .and_then(Uuid::parse)
+        .filter(|u| !u.is_nil())
+        .ok_or(Status::BadRequest)?;
+    match targets.join_config() {
+        Some(c) if !c.is_empty() => Ok(c.len() as u64),
+        _ => Err(Status::NotFound),
+    }
 }
 
 /// No Date header: a board has no clock to give one (RFC 9110 6.6.1).

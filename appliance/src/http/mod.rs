@@ -17,6 +17,13 @@
 //! methods get 405, unknown ones 501. Request bodies are skipped (up to 64 KiB, else the
 //! connection closes after the response). `/boot.ipxe` is always the rendered script.
 //!
+//! `/config?u=UUID` is Omni's join config (Talos fetches it through its `talos.config`
+//! kernel argument; see `connection::join_config`): 400 without a well-formed UUID, 404
+//! until the provider has pushed one. It is the same document for every machine, so it is
+//! served to any UUID, also a cordoned or unknown machine's: refusing it would protect
+//! nothing that another UUID does not get, and a machine whose target moved on to its disk
+//! while its installer was booting must still fetch it.
+//!
 //! [`Connection`] is one TCP connection. The adapter, per connection and poll:
 //! - offers the socket's received bytes to `receive` and sends what `send` writes into the
 //!   socket's free space, repeating until neither moves (a finished response lets the next
@@ -50,9 +57,16 @@ pub struct Site<'a, S: AssetStore> {
     pub targets: &'a dyn BootTargets,
 }
 
-/// Where the script looks up a machine's boot target, by what the request's query says.
+/// Where the script looks up a machine's boot target, by what the request's query says,
+/// and the provider's join config that `/config` serves.
 pub trait BootTargets {
     fn boot_target(&self, mac: Option<MacAddr>, uuid: Option<Uuid>) -> BootTarget;
+
+    /// The join config the provider pushed down; `None` (the default, and before the
+    /// provider has sent one) answers `/config` with 404.
+    fn join_config(&self) -> Option<&str> {
+        None
+    }
 }
 
 impl<const N: usize> BootTargets for Inventory<N> {

@@ -102,5 +102,20 @@ fn main() {
             },
         },
     );
+    row(
+        "ConfigUpdate (agent URL, join config)",
+        &ToAppliance::Command {
+            id: 9_122,
+            command: Command::ConfigUpdate(Config {
+                agent_url: s(
+                    "https://pxe.factory.talos.dev/pxe/376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba/v1.10.0/metal-amd64",
+                ),
+                power_poll_secs: 30,
+                min_on_before_off_secs: 900,
+                // Omni's three join documents with a signed v1 join token.
+                join_config: s(include_str!("join-config.yaml")),
+            }),
+        },
+    );
     row("Ack", &ToAppliance::Ack { upto: 48_216 });
 }

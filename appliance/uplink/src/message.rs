@@ -34,6 +34,9 @@ pub const USER_MAX: usize = 32;
 pub const PASSWORD_MAX: usize = 64;
 /// Error text in a command result.
 pub const ERROR_MAX: usize = 96;
+/// Omni's machine join config (SideroLink, event sink and kmsg log documents, ~560 bytes
+/// with a signed join token). The cap keeps the largest `ConfigUpdate` within one frame.
+pub const JOIN_CONFIG_MAX: usize = 736;
 
 pub type Url = String<URL_MAX>;
 
@@ -332,6 +335,9 @@ pub struct Config {
     pub power_poll_secs: u16,
     /// Least time between a power-on and the next power-off (Omni: 15 min).
     pub min_on_before_off_secs: u32,
+    /// The join config the appliance serves at `/config?u=UUID` (Talos' `talos.config`
+    /// kernel argument points there); empty: none, `/config` answers 404.
+    pub join_config: String<JOIN_CONFIG_MAX>,
 }
 
 /// The version the provider answers a [`Hello`] with, or why it refuses.

@@ -161,6 +161,7 @@ impl Track {
                 r.installed,
                 r.last_error
             )
+                    extensions: Vec::new(),
         });
         self.fail(format!(
             "stuck in {:?} for {:?}: {record}; booted {:?}, on {}",

@@ -64,10 +64,12 @@ impl HttpPort {
     }
 
     /// Moves bytes between the sockets and their connections; returns whether any were sent.
+    /// `join_config` is what `/config` serves (the uplink's, once the provider sent one).
     pub fn process<D: Device, S: AssetStore>(
         &mut self,
         cx: &mut Ctx<'_, D, S>,
         leases: &dyn Fn(Ipv4Addr) -> Option<MacAddr>,
+        join_config: Option<&str>,
     ) -> io::Result<bool> {
         let now = cx.now.total_millis() as u64;
         let mut sent = false;
@@ -107,6 +109,7 @@ impl HttpPort {
             let targets = ByPeer {
                 inventory: cx.inventory,
                 peer_mac: peer_ip(*peer).and_then(leases),
+                join_config,
             };
             let mut site = Site {
                 store: cx.store,
@@ -191,11 +194,16 @@ fn peer_ip(ep: IpEndpoint) -> Option<Ipv4Addr> {
 struct ByPeer<'a> {
     inventory: &'a Inventory<MACHINES>,
     peer_mac: Option<MacAddr>,
+    join_config: Option<&'a str>,
 }
 
 impl BootTargets for ByPeer<'_> {
     fn boot_target(&self, mac: Option<MacAddr>, uuid: Option<Uuid>) -> BootTarget {
         let mac = mac.or(if uuid.is_none() { self.peer_mac } else { None });
         BootTargets::boot_target(self.inventory, mac, uuid)
+    }
+
+    fn join_config(&self) -> Option<&str> {
+        self.join_config
     }
 }

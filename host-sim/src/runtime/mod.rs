@@ -209,7 +209,8 @@ impl<S: AssetStore> Runtime<S> {
         let mut sent = self.dhcp.process(&mut cx)? | self.tftp.process(&mut cx)?;
         let dhcp = &self.dhcp;
         let leases = |ip| dhcp.server().leases().by_ip(ip).map(|l| l.mac);
-        sent |= self.http.process(&mut cx, &leases)?;
+        let join_config = self.uplink.as_ref().and_then(|(u, _)| u.join_config());
+        sent |= self.http.process(&mut cx, &leases, join_config)?;
         match &mut self.uplink {
             Some((uplink, power)) => {
                 let ms = now.total_millis() as u64;

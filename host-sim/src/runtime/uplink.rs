@@ -150,6 +150,11 @@ impl UplinkPort {
         Ok(Some(port))
     }
 
+    /// The join config the provider pushed (`/config`), once it has.
+    pub fn join_config(&self) -> Option<&str> {
+        (self.applied.0.config.as_ref()).map(|c| c.join_config.as_str())
+    }
+
     /// When the port next needs a poll without traffic (milliseconds, smoltcp time).
     pub fn poll_at(&self) -> Option<u64> {
         Some(self.conn.as_ref().map_or(self.retry_at, |c| c.deadline))

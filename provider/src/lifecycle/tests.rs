@@ -3,8 +3,14 @@ use uplink::{BmcEndpoint, Ipv4, Mac, Uuid};
 use super::*;
 use crate::model::{Allocation, ApplianceId, ObservedPower};
 
+/// The id Image Factory gave [`allocation`]'s schematic, as the factory task records it.
+const INSTALL_ID: &str = "1d5e5c9b2a7e4f60b5f1a3c2d4e6f8091a2b3c4d5e6f708192a3b4c5d6e7f809";
+
 fn settings() -> Settings {
-    Settings::default()
+    let s = Settings::default();
+    let yaml = install_schematic(&allocation(), &s).yaml();
+    s.schematics.insert(yaml, INSTALL_ID.into());
+    s
 }
 
 fn allocation() -> Allocation {
@@ -12,6 +18,7 @@ fn allocation() -> Allocation {
         talos_version: "v1.9.0".into(),
         schematic: None,
         kernel_args: "console=ttyS0".into(),
+        extensions: vec!["siderolabs/iscsi-tools".into()],
     }
 }
 
@@ -100,8 +107,10 @@ fn boot_table() {
     );
 
     change(&mut m, Change::Allocate(allocation()), "-");
-    let want = "https://pxe.factory.talos.dev/pxe/376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba/v1.9.0/metal-amd64";
-    assert!(matches!(boot(&m, &s), Boot::Serve(BootTarget::Install { url, .. }) if url == want));
+    let want = format!("https://pxe.factory.talos.dev/pxe/{INSTALL_ID}/v1.9.0/metal-amd64");
+    assert!(
+        matches!(boot(&m, &s), Boot::Serve(BootTarget::Install { url, .. }) if url == want.as_str())
+    );
     m.installed = true;
     assert_eq!(
         boot(&m, &s),
@@ -127,12 +136,58 @@ fn arm64_and_schematic_pick_the_factory_url() {
     m.arch = Some(11);
     let mut a = allocation();
     a.schematic = Some("abc".into());
+    let refused = apply_change(&mut m, &Change::Allocate(a.clone()), "-", &settings());
+    assert!(refused.unwrap_err().contains("carries its own"));
+    a.kernel_args.clear();
+    a.extensions.clear();
     change(&mut m, Change::Allocate(a), "-");
     let BootTarget::Install { url, kernel_args } = install_of(&m) else {
         panic!()
     };
     assert!(url.ends_with("/pxe/abc/v1.9.0/metal-arm64"), "{url}");
-    assert_eq!(kernel_args, "console=ttyS0");
+    assert_eq!(kernel_args, "");
+}
+
+#[test]
+fn installs_wait_for_their_schematic_and_carry_no_kernel_args() {
+    let mut s = Settings::default();
+    s.join_args = crate::factory::join_kernel_args(80);
+    let mut m = ready();
+    apply_change(&mut m, &Change::Allocate(allocation()), "-", &s).unwrap();
+    m.wiped = m.wipe_id.clone();
+    // Not created yet: the agent meanwhile, and the schematic is wanted.
+    assert_eq!(
+        boot(&m, &s),
+        Boot::Serve(BootTarget::Agent { wipe_id: None })
+    );
+    let want = install_schematic(&allocation(), &s);
+    assert_eq!(
+        want.kernel_args,
+        [
+            "talos.config=http://${next-server}/config?u=${uuid}",
+            "console=ttyS0"
+        ]
+    );
+    assert_eq!(want.extensions, ["siderolabs/iscsi-tools"]);
+    s.schematics.insert(want.yaml(), INSTALL_ID.into());
+    let Boot::Serve(BootTarget::Install { url, kernel_args }) = boot(&m, &s) else {
+        panic!("{:?}", boot(&m, &s))
+    };
+    assert_eq!(
+        url.as_str(),
+        format!("https://pxe.factory.talos.dev/pxe/{INSTALL_ID}/v1.9.0/metal-amd64")
+    );
+    assert!(kernel_args.is_empty());
+    // The agent's URL follows its own schematic, once there, for the configured Talos.
+    assert_eq!(agent_url(&s), None);
+    s.agent_talos_version = Some("v1.10.0".into());
+    assert_eq!(agent_url(&s), None);
+    let agent = crate::factory::Schematic::agent(&s.join_args);
+    s.schematics.insert(agent.yaml(), "a9".into());
+    assert_eq!(
+        agent_url(&s).unwrap().as_str(),
+        "https://pxe.factory.talos.dev/pxe/a9/v1.10.0/metal-amd64"
+    );
 }
 
 #[test]

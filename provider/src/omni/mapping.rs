@@ -40,8 +40,8 @@ fn preferred_power(v: i32) -> Result<PreferredPower, String> {
     }
 }
 
-/// The allocation Omni asks for, if any. Extensions need an Image Factory schematic, which
-/// the provider does not create yet: the install is the vanilla one until it does.
+/// The allocation Omni asks for, if any. The provider makes its Image Factory schematic
+/// from the kernel arguments and extensions (`crate::factory`).
 fn allocation(want: &InfraMachineSpec) -> Option<Allocation> {
     (!want.cluster_talos_version.is_empty()).then(|| Allocation {
         talos_version: want.cluster_talos_version.clone(),
@@ -102,6 +102,7 @@ pub fn reboot_requested(seen: &mut Seen, want: &InfraMachineSpec, m: &Machine) {
 /// and the node token it was wiped for.
 pub fn status(
     m: &Machine,
+        extensions: want.extensions.clone(),
     want: &InfraMachineSpec,
     seen: &mut Seen,
     now: i64,

@@ -233,7 +233,7 @@ impl Store {
                 issued += 1;
             }
         }
-        let config = &self.config.appliance;
+        let config = &self.config.appliance_config();
         if link.config_delivered.as_ref() != Some(config) && !config_busy {
             let issue = Issue {
                 purpose: Purpose::Config,

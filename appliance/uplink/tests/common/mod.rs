@@ -137,6 +137,7 @@ pub fn commands() -> Vec<Command> {
         agent_url: s("http://10.77.0.1/agent.ipxe"),
         power_poll_secs: 30,
         min_on_before_off_secs: 900,
+        join_config: s("apiVersion: v1alpha1\nkind: SideroLinkConfig\napiUrl: https://omni.example:8090?jointoken=t\n"),
     }));
     out
 }
@@ -224,6 +225,7 @@ pub fn largest() -> (Vec<ToProvider>, Vec<ToAppliance>) {
             agent_url: full(),
             power_poll_secs: u16::MAX,
             min_on_before_off_secs: u32::MAX,
+            join_config: full(),
         })),
     ];
     (up, down)

@@ -20,7 +20,7 @@ pub struct Tables<'a> {
 
 /// The provider's run-time configuration and the machines booting the agent.
 #[derive(Default)]
-pub struct Applied(appliance::provider::Applied<MACHINES>);
+pub struct Applied(pub(super) appliance::provider::Applied<MACHINES>);
 
 impl Applied {
     /// `None`: the command runs on and its outcome comes through [`UplinkPort::deliver`].
