@@ -60,14 +60,19 @@ pub struct Inventory<const N: usize> {
 
 impl<const N: usize> Default for Inventory<N> {
     fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> Inventory<N> {
+    /// An empty table (`const`, for a board's `static`).
+    pub const fn new() -> Self {
         Inventory {
             machines: Vec::new(),
             dropped: 0,
         }
     }
-}
 
-impl<const N: usize> Inventory<N> {
     pub fn iter(&self) -> impl Iterator<Item = &Machine> {
         self.machines.iter()
     }

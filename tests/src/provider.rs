@@ -98,6 +98,34 @@ impl Provider {
         out.stdout
     }
 
+    /// POSTs one change to a machine in the API's JSON (for a change the CLI has no verb for,
+    /// such as Omni's `power_off`); panics unless it is applied; returns the machine's JSON.
+    pub fn change(&self, machine: &str, change: &str) -> String {
+        let url = format!("http://{API}/api/machines/{machine}");
+        let json = "content-type: application/json";
+        let args = [
+            "-sS",
+            "--fail-with-body",
+            "-X",
+            "POST",
+            "-H",
+            json,
+            "-d",
+            change,
+            &url,
+        ];
+        let out = (self.ns)
+            .run("curl", &args, Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("curl {url}: {e}"));
+        assert!(
+            out.success(),
+            "{change} to {machine}: {}{}",
+            out.stdout,
+            out.stderr
+        );
+        out.stdout
+    }
+
     /// A new enrollment token's text.
     pub fn token(&self) -> String {
         self.token_with(&[])

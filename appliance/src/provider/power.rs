@@ -38,6 +38,7 @@ pub type Aliases = [MachineId; 2];
 /// What the port tells the provider, in order: a state before the result it completes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Report {
+    /// `at` is in seconds of the port's clock: the adapter adds its offset to Unix time.
     Power(uplink::PowerState),
     Result {
         id: u64,

@@ -7,6 +7,7 @@
 //! allows the broadcast ("If unicasting is not possible, the message MAY be sent as an IP
 //! broadcast using an IP broadcast address ... and the link-layer broadcast address").
 
+use core::cell::RefCell;
 use core::net::{Ipv4Addr, SocketAddrV4};
 
 use appliance::dhcp::wire::{CLIENT_PORT, SERVER_PORT};
@@ -15,6 +16,8 @@ use appliance::inventory::Inventory;
 use defmt::Display2Format;
 use embassy_net::udp::{PacketMetadata, UdpSocket};
 use embassy_net::{IpAddress, IpEndpoint, Stack};
+use embassy_sync::blocking_mutex::Mutex;
+use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_time::Instant;
 use embedded_storage::nor_flash::NorFlash;
 use static_cell::StaticCell;
@@ -24,7 +27,11 @@ use crate::store::{self, LeaseFlash};
 /// Leases the board keeps (the table takes two slots per lease).
 pub const LEASES: usize = 64;
 /// Machines the inventory remembers.
-const MACHINES: usize = 32;
+pub const MACHINES: usize = 32;
+/// The machine table: DHCP's boot decisions read it, the provider's boot targets
+/// (`power.rs`) write it.
+pub static INVENTORY: Mutex<CriticalSectionRawMutex, RefCell<Inventory<MACHINES>>> =
+    Mutex::new(RefCell::new(Inventory::new()));
 static SLOTS: StaticCell<[Slot; 2 * LEASES]> = StaticCell::new();
 
 /// Serves DHCP on `stack` for ever with `config` (from the board's config, validated), the
@@ -45,7 +52,6 @@ where
     let mut log = store::open(flash, &mut table);
     let mut server = Server::new(config, table);
     let now_secs = || unix_at_boot + Instant::now().as_secs();
-    let mut inventory = Inventory::<MACHINES>::default();
 
     let mut rx_meta = [PacketMetadata::EMPTY; 8];
     let mut rx_buf = [0u8; 4096];
@@ -65,7 +71,8 @@ where
                     port: SERVER_PORT,
                     payload,
                 };
-                server.handle(now_secs(), &dg, &mut inventory, &mut reply)
+                let now = now_secs();
+                INVENTORY.lock(|i| server.handle(now, &dg, &mut i.borrow_mut(), &mut reply))
             })
             .await;
         // Stored before the reply goes out: a client never holds a lease the board forgets.

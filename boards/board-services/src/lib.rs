@@ -25,6 +25,8 @@ pub mod dhcp;
 pub mod heap;
 #[cfg(target_os = "none")]
 pub mod http;
+#[cfg(all(target_os = "none", feature = "uplink"))]
+pub mod power;
 #[cfg(target_os = "none")]
 pub mod regions;
 #[cfg(target_os = "none")]

@@ -12,6 +12,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::net::SocketAddrV4;
 
+use appliance::provider::power::Report;
 use defmt::Display2Format;
 use embassy_net::Stack;
 use embassy_net::tcp::TcpSocket;
@@ -20,13 +21,14 @@ use uplink::enroll::{ALPN_ENROLL, ALPN_TUNNEL, EnrollmentToken};
 use uplink::enroll_client::{Credentials, Exchange, FRAME_MAX, Step};
 use uplink::frame::{HEADER, MAX_FRAME};
 use uplink::{
-    Action, Capabilities, CommandFilter, FrameDecoder, Hello, Outcome, Session, ToAppliance,
+    Action, Capabilities, CommandFilter, Event, FrameDecoder, Hello, Session, ToAppliance,
 };
 use uplink_tls::{
     ClientConfig, Identity as TlsIdentity, KeyPair, RandomSource, TimeProvider, TlsClient, UnixTime,
 };
 
 use crate::heap::TrackedHeap;
+use crate::power::{COMMANDS, REPORTS};
 
 mod identity;
 mod report;
@@ -128,7 +130,7 @@ pub async fn run(stack: Stack<'static>, s: Settings) -> ! {
     loop {
         // Events wait in the outbox while the tunnel is down (DHCP's queue is short).
         if let Some(session) = session.as_mut() {
-            report(&mut reporter, session, s.unix_at_boot);
+            report(&mut reporter, session, &s);
         }
         let mut socket = TcpSocket::new(stack, &mut rx, &mut tx);
         socket.set_timeout(Some(IDLE_TIMEOUT));
@@ -338,7 +340,7 @@ async fn tunnel(
     let mut heard = Instant::now();
     let mut timeout = CONNECT_TIMEOUT;
     loop {
-        report(reporter, session, s.unix_at_boot);
+        report(reporter, session, s);
         if !tls.is_handshaking() {
             loop {
                 if pending.is_empty() {
@@ -384,10 +386,9 @@ async fn tunnel(
                             s.stack_high_water.map_or(0, |f| f())
                         );
                     }
-                    Action::Execute { id, .. } => {
-                        defmt::info!("uplink command id={}: not supported on this board", id);
-                        let why = "not supported on this board".try_into().unwrap_or_default();
-                        let _ = session.complete(id, Outcome::Failed(why));
+                    Action::Execute { id, command } => {
+                        defmt::info!("uplink command id={} -> power task", id);
+                        COMMANDS.send((id, command)).await;
                     }
                 }
             }
@@ -398,9 +399,32 @@ async fn tunnel(
     }
 }
 
-/// Queues events for what DHCP saw since the last call.
-fn report(reporter: &mut Reporter, session: &mut Session<OUTBOX>, unix_at_boot: u64) {
-    let now = unix_at_boot + Instant::now().as_secs();
+/// Queues events for what DHCP saw and what the power task did since the last call.
+/// A command's result logs the heap's and the stack's high-water marks, power included.
+fn report(reporter: &mut Reporter, session: &mut Session<OUTBOX>, s: &Settings) {
+    let now = s.unix_at_boot + Instant::now().as_secs();
+    while let Ok(r) = REPORTS.try_receive() {
+        let queued = match r {
+            Report::Power(mut state) => {
+                state.at += s.unix_at_boot;
+                session.report(Event::PowerState(state)).ok()
+            }
+            // Only a command this session handed out reaches the power task.
+            Report::Result { id, outcome, .. } => {
+                defmt::info!(
+                    "uplink command id={} result heap_high_water={} stack_high_water={}",
+                    id,
+                    s.heap.high_water(),
+                    s.stack_high_water.map_or(0, |f| f())
+                );
+                session.complete(id, outcome).ok()
+            }
+        };
+        match queued {
+            Some(seq) => defmt::info!("uplink queued seq={}", seq),
+            None => defmt::warn!("uplink outbox full, power report dropped"),
+        }
+    }
     while let Ok(o) = OBSERVED.try_receive() {
         let Some(event) = reporter.event(o, now) else {
             continue;

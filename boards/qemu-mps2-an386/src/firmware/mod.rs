@@ -36,8 +36,8 @@ const BUILT_IN: &[(&str, &[u8])] = &[("hello.txt", b"hello from qemu-mps2-an386\
 /// leases a compaction writes.
 type Flash = EmulatedNor<HostFile, 4, 1024>;
 
-/// The uplink's one TCP socket, when built with it.
-const UPLINK_SOCKETS: usize = if cfg!(feature = "uplink") { 1 } else { 0 };
+/// The uplink's TCP socket and the power task's UDP socket, when built with the uplink.
+const UPLINK_SOCKETS: usize = if cfg!(feature = "uplink") { 2 } else { 0 };
 /// The services' sockets and the uplink's.
 static RESOURCES: StaticCell<StackResources<{ board_services::SOCKETS + UPLINK_SOCKETS }>> =
     StaticCell::new();

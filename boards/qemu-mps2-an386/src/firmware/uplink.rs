@@ -1,6 +1,7 @@
 //! The provider uplink on this board (feature `uplink`): the heap rustls runs on, the
-//! QEMU/TEST-ONLY entropy, and the task running `board_services::uplink` when the config
-//! region holds an enrollment token.
+//! QEMU/TEST-ONLY entropy, and the tasks running `board_services::uplink` and the power
+//! port it hands commands to (`board_services::power`) when the config region holds an
+//! enrollment token.
 
 use alloc::vec::Vec;
 use core::mem::MaybeUninit;
@@ -44,6 +45,11 @@ async fn uplink_task(stack: Stack<'static>, settings: Settings) -> ! {
     run(stack, settings).await
 }
 
+#[embassy_executor::task]
+async fn power_task(stack: Stack<'static>) -> ! {
+    board_services::power::serve(stack, &RANDOM).await
+}
+
 /// Starts the uplink when the config holds a token that parses (logged either way).
 pub fn start(spawner: Spawner, stack: Stack<'static>, token: Option<&str>, unix_at_boot: u64) {
     let Some(text) = token else {
@@ -70,6 +76,7 @@ pub fn start(spawner: Spawner, stack: Stack<'static>, token: Option<&str>, unix_
         }),
     };
     spawner.spawn(defmt::unwrap!(uplink_task(stack, settings))); // ok: boot-time init, one task instance
+    spawner.spawn(defmt::unwrap!(power_task(stack))); // ok: boot-time init, one task instance
 }
 
 fn load_identity() -> Option<Vec<u8>> {
