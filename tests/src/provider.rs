@@ -23,6 +23,8 @@ pub struct Provider {
     state: PathBuf,
     log: PathBuf,
     child: Option<Child>,
+    /// More `serve` flags (e.g. `--join-config FILE`).
+    extra: Vec<String>,
 }
 
 impl Provider {
@@ -33,6 +35,11 @@ impl Provider {
     /// Like [`Provider::start`], with tokens that send appliances to `dial_ip` (on the same
     /// port) instead: where a test puts something between them.
     pub fn start_dialed_at(rack: &Rack, wd: &Workdir, dial_ip: &str) -> Provider {
+        Provider::start_with(rack, wd, dial_ip, &[])
+    }
+
+    /// Like [`Provider::start_dialed_at`], with more `serve` flags.
+    pub fn start_with(rack: &Rack, wd: &Workdir, dial_ip: &str, extra: &[&str]) -> Provider {
         let ns = rack.host("prov", None, &[&format!("{PROVIDER_IP}/24")]);
         let mut p = Provider {
             ns,
@@ -40,6 +47,7 @@ impl Provider {
             state: wd.dir("provider"),
             log: wd.file("provider.log"),
             child: None,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         p.restart();
         p
@@ -56,6 +64,7 @@ impl Provider {
         if self.dial_ip != PROVIDER_IP {
             cmd.args(["--server-name", PROVIDER_IP]);
         }
+        cmd.args(&self.extra);
         let from = crate::LogFile::new(&self.log).mark();
         let mut child = Child::spawn("provider", &mut cmd, &self.log);
         let lf = child.log().clone();
