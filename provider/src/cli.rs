@@ -362,8 +362,7 @@ fn serve(
                     "provider: omni: {} as {}",
                     options.endpoint, options.provider_id
                 );
-                let store = provider.store.clone();
-                tokio::spawn(omni::adapter::run_forever(store, options));
+                tokio::spawn(omni::adapter::run_forever(provider.clone(), options));
             }
             crate::serve(provider, api, &tls).await
         })

@@ -446,6 +446,20 @@ pub fn apply_change(
             m.preferred_power = PreferredPower::Off;
         }
         Change::Reboot => m.requested_reboot_id = Some(fresh.into()),
+        Change::Wipe { id } => {
+            if m.acceptance != Acceptance::Accepted {
+                return Err(format!("{}: not accepted", m.key));
+            }
+            if id.len() > uplink::message::WIPE_ID_MAX {
+                return Err(format!(
+                    "{}: wipe id longer than {}",
+                    m.key,
+                    uplink::message::WIPE_ID_MAX
+                ));
+            }
+            m.wipe_id = Some(id.clone());
+        }
+        Change::PowerOff { id } => m.power_off_request_id = id.clone(),
         Change::Cordon => m.cordoned = true,
         Change::Uncordon => m.cordoned = false,
         Change::Bmc(_) => m.bmc_revision = Some(m.bmc_revision.unwrap_or(0) + 1),

@@ -305,6 +305,14 @@ pub enum Change {
     Allocate(Allocation),
     Deallocate,
     Reboot,
+    /// Wipe under Omni's id (its `wipe_id`): the agent boots with this wipe order.
+    Wipe {
+        id: String,
+    },
+    /// Omni's power-off request (`power_off_request_id`); `None` when Omni withdrew it.
+    PowerOff {
+        id: Option<String>,
+    },
     Cordon,
     Uncordon,
     Bmc(BmcConfig),

@@ -1,59 +1,60 @@
-//! The Omni adapter against the stand-in COSI server (tests/omni_standin): registration,
-//! the InfraMachine watch mapped into the store, InfraMachineStatus written back, and the
-//! refusals a real Omni makes (bad signature, clock skew) reported as such.
-
-mod omni_standin;
+//! The Omni adapter against the stand-in Omni (tests/omni-standin): registration, the
+//! InfraMachine watch mapped into the store, InfraMachineStatus written back, Omni's
+//! request ids (wipe, install event, power off), and the faults: a bad signature, a clock
+//! skew over 5 minutes, a stream dropped mid-watch.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
-use pgp::composed::{
-    ArmorOptions, KeyType, SecretKeyParamsBuilder, SignedPublicKey, SignedSecretKey,
-};
+use omni_standin::{Omni, ServiceAccount};
+use provider::Provider;
 use provider::model::Acceptance;
-use provider::omni::adapter::{Adapter, Options};
+use provider::omni::adapter::{Adapter, Options, run_forever};
 use provider::omni::client::{self, Client, Error};
+use provider::omni::proto::state_client::StateClient;
 use provider::omni::proto::{
-    BmcConfig, BmcConfigSpec, InfraMachineSpec, InfraMachineStatusSpec,
-    InfraProviderHealthStatusSpec, Ipmi, Resource,
+    GetRequest, InfraMachineSpec, InfraMachineStatusSpec, InfraProviderHealthStatusSpec, Resource,
 };
 use provider::omni::sign::Signer;
 use provider::omni::*;
 use provider::store::{Store, StoreConfig};
+use provider::tunnel::TunnelOptions;
 use uplink::{Event, Mac, MachineSeen, Sequenced, Uuid};
-
-use omni_standin::Omni;
 
 const PROVIDER: &str = "rack";
 const UUID: &str = "07070707-0707-0707-0707-070707070707";
 
-fn key(uid: &str) -> SignedSecretKey {
-    let mut params = SecretKeyParamsBuilder::default();
-    params
-        .key_type(KeyType::Ed25519Legacy)
-        .can_certify(true)
-        .can_sign(true)
-        .primary_user_id(uid.into());
-    params
-        .build()
-        .unwrap()
-        .generate(rand::thread_rng())
-        .unwrap()
+/// The stand-in with a fresh service account, and the adapter's options for it.
+async fn omni() -> (Omni, Options) {
+    let account = ServiceAccount::generate(PROVIDER);
+    let (omni, addr) = Omni::start(account.public(), PROVIDER).await;
+    let signer = Arc::new(Signer::from_service_account_key(&account.key_file).unwrap());
+    let opts = Options {
+        endpoint: format!("http://{addr}"),
+        provider_id: PROVIDER.into(),
+        signer,
+        clock_offset_secs: 0,
+        heartbeat: Duration::from_millis(200),
+    };
+    (omni, opts)
 }
 
-/// The key file as `omnictl` hands it out: base64 of `{name, pgp_key}`.
-fn service_account_key(key: &SignedSecretKey) -> String {
-    let armored = key.to_armored_string(ArmorOptions::default()).unwrap();
-    let json = serde_json::json!({ "name": PROVIDER, "pgp_key": armored });
-    base64::engine::general_purpose::STANDARD.encode(json.to_string())
+fn options_like(o: &Options) -> Options {
+    Options {
+        endpoint: o.endpoint.clone(),
+        provider_id: o.provider_id.clone(),
+        signer: o.signer.clone(),
+        clock_offset_secs: o.clock_offset_secs,
+        heartbeat: o.heartbeat,
+    }
 }
 
-/// A store of its own for test `name`, with one machine, as an appliance reported it.
-fn store(name: &str) -> Arc<Store> {
+/// A provider of its own for test `name`, with one machine, as an appliance reported it.
+fn provider(name: &str) -> Arc<Provider> {
     let dir = std::env::temp_dir().join(format!("provider-omni-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let store = Store::open(&dir, StoreConfig::default()).unwrap();
+    let p = Provider::open(&dir, StoreConfig::default(), TunnelOptions::default()).unwrap();
+    let store: &Store = &p.store;
     let a = store.register_appliance("fp", "rack-a").unwrap();
     let seen = MachineSeen {
         mac: Mac([2, 0, 0, 0, 0, 7]),
@@ -67,7 +68,7 @@ fn store(name: &str) -> Arc<Store> {
         event: Event::MachineSeen(seen),
     };
     store.apply_events(a, &[event], 1).unwrap();
-    Arc::new(store)
+    p
 }
 
 fn infra_machine(spec: InfraMachineSpec) -> Resource {
@@ -92,24 +93,18 @@ async fn until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 
 #[tokio::test]
 async fn adapter_against_the_stand_in() {
-    let secret = key("rack <rack@infra-provider.serviceaccount.omni.sidero.dev>");
-    let (omni, addr) = Omni::start(SignedPublicKey::from(secret.clone()), PROVIDER).await;
-    let signer = Arc::new(Signer::from_service_account_key(&service_account_key(&secret)).unwrap());
+    let (omni, opts) = omni().await;
     assert_eq!(
-        signer.identity(),
+        opts.signer.identity(),
         "rack@infra-provider.serviceaccount.omni.sidero.dev"
     );
-    let store = store("adapter");
+    let url = opts.endpoint.clone();
+    let signer = opts.signer.clone();
+    let provider = provider("adapter");
+    let store = provider.store.clone();
     omni.put(infra_machine(InfraMachineSpec::default()));
 
-    let opts = Options {
-        endpoint: format!("http://{addr}"),
-        provider_id: PROVIDER.into(),
-        signer: signer.clone(),
-        clock_offset_secs: 0,
-        heartbeat: Duration::from_millis(200),
-    };
-    let mut adapter = Adapter::connect(store.clone(), &opts).await.unwrap();
+    let mut adapter = Adapter::new(provider, opts);
     let running = tokio::spawn(async move { adapter.run().await });
 
     // Registered as a static provider, beating, and the pending machine reported.
@@ -227,24 +222,7 @@ async fn adapter_against_the_stand_in() {
     assert!(omni.refused().is_empty(), "{:?}", omni.refused());
     running.abort();
 
-    // A key Omni does not know, and a clock 6 minutes ahead: refused, and said so.
-    let stranger = key("rack <rack@infra-provider.serviceaccount.omni.sidero.dev>");
-    let stranger =
-        Arc::new(Signer::from_service_account_key(&service_account_key(&stranger)).unwrap());
-    let url = format!("http://{addr}");
-    let mut c = Client::connect(&url, stranger, 0).await.unwrap();
-    let e = c.get(NS_INFRA, INFRA_MACHINE, UUID).await.unwrap_err();
-    assert!(
-        matches!(&e, Error::Refused(m) if m.contains("fingerprint")),
-        "{e}"
-    );
-    assert!(e.to_string().contains("signature"), "{e}");
-    let mut c = Client::connect(&url, signer.clone(), 360).await.unwrap();
-    let e = c.get(NS_INFRA, INFRA_MACHINE, UUID).await.unwrap_err();
-    assert!(matches!(&e, Error::Refused(m) if m.contains("skew")), "{e}");
-    assert!(e.to_string().contains("clock"), "{e}");
-
-    // Outside the provider's namespaces, or without its label: denied.
+    // Outside the provider's namespaces, without its label, or Omni's own resources: denied.
     let mut c = Client::connect(&url, signer, 0).await.unwrap();
     let e = c.get("default", INFRA_MACHINE, UUID).await.unwrap_err();
     assert!(matches!(e, Error::Denied(_)), "{e}");
@@ -257,7 +235,86 @@ async fn adapter_against_the_stand_in() {
     );
     let e = c.put(unlabeled).await.unwrap_err();
     assert!(matches!(e, Error::Denied(_)), "{e}");
-    assert_eq!(omni.refused().len(), 4, "{:?}", omni.refused());
+    let e = c.put(infra_machine(InfraMachineSpec::default())).await;
+    assert!(matches!(e, Err(Error::Denied(_))), "{e:?}");
+    assert_eq!(omni.refused().len(), 3, "{:?}", omni.refused());
+}
+
+/// Omni refuses a key it does not know, a signature that is not the payload's, a payload
+/// signed for another method, and a clock more than 5 minutes off; the adapter says so and
+/// keeps trying (1 s, doubling), its service undisturbed.
+#[tokio::test]
+async fn bad_signatures_and_clock_skew_are_refused_and_retried() {
+    let (omni, opts) = omni().await;
+    let url = opts.endpoint.clone();
+
+    let stranger = ServiceAccount::generate(PROVIDER);
+    let stranger = Arc::new(Signer::from_service_account_key(&stranger.key_file).unwrap());
+    let mut c = Client::connect(&url, stranger, 0).await.unwrap();
+    let e = c.get(NS_INFRA, INFRA_MACHINE, UUID).await.unwrap_err();
+    assert!(
+        matches!(&e, Error::Refused(m) if m.contains("fingerprint")),
+        "{e}"
+    );
+    assert!(e.to_string().contains("signature"), "{e}");
+
+    // The right key, but a signature of something else, or of another method.
+    const GET: &str = "/cosi.resource.State/Get";
+    let now = provider::store::now() as i64;
+    let [ts, payload, signature] = opts.signer.sign(GET, now).unwrap();
+    let [_, _, other] = opts.signer.sign(GET, now + 1).unwrap();
+    let [_, list_payload, list_signature] =
+        opts.signer.sign("/cosi.resource.State/List", now).unwrap();
+    let channel = tonic::transport::Endpoint::from_shared(url.clone()).unwrap();
+    let mut raw = StateClient::new(channel.connect().await.unwrap());
+    for (headers, why) in [
+        ([&ts, &payload, &other], "invalid signature"),
+        ([&ts, &list_payload, &list_signature], "method"),
+        ([&ts, &payload, &signature], ""),
+    ] {
+        let mut req = tonic::Request::new(GetRequest {
+            namespace: NS_INFRA.into(),
+            r#type: INFRA_MACHINE.into(),
+            id: UUID.into(),
+        });
+        for (k, v) in headers {
+            req.metadata_mut().insert(*k, v.parse().unwrap());
+        }
+        let status = raw.get(req).await.unwrap_err();
+        if why.is_empty() {
+            assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
+        } else {
+            assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+            assert!(status.message().contains(why), "{status:?}");
+        }
+    }
+
+    let mut c = Client::connect(&url, opts.signer.clone(), 360)
+        .await
+        .unwrap();
+    let e = c.get(NS_INFRA, INFRA_MACHINE, UUID).await.unwrap_err();
+    assert!(matches!(&e, Error::Refused(m) if m.contains("skew")), "{e}");
+    assert!(e.to_string().contains("clock"), "{e}");
+
+    // The adapter on a clock 6 minutes ahead: refused, and again after its back-off.
+    let refused = omni.refused().len();
+    let skewed = Options {
+        clock_offset_secs: 360,
+        ..options_like(&opts)
+    };
+    let running = tokio::spawn(run_forever(provider("skew"), skewed));
+    until("two refusals of the skewed adapter", || {
+        (omni.refused().len() >= refused + 2).then_some(())
+    })
+    .await;
+    running.abort();
+    assert!(omni.get(NS_INFRA, PROVIDER_STATUS, PROVIDER).is_none());
+    assert!(
+        omni.refused()
+            .iter()
+            .skip(refused)
+            .all(|r| r.contains("skew"))
+    );
 }
 
 /// Kills the service however the test ends.
@@ -284,8 +341,8 @@ fn serve(dir: &std::path::Path, omni: &str, key: &str) -> std::process::Command 
 
 #[tokio::test]
 async fn serve_registers_with_omni() {
-    let secret = key("rack <rack@infra-provider.serviceaccount.omni.sidero.dev>");
-    let (omni, addr) = Omni::start(SignedPublicKey::from(secret.clone()), PROVIDER).await;
+    let account = ServiceAccount::generate(PROVIDER);
+    let (omni, addr) = Omni::start(account.public(), PROVIDER).await;
     let dir = std::env::temp_dir().join(format!("provider-omni-serve-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
 
@@ -300,13 +357,9 @@ async fn serve_registers_with_omni() {
         "{stderr}"
     );
 
-    let child = serve(
-        &dir,
-        &format!("http://{addr}"),
-        &service_account_key(&secret),
-    )
-    .spawn()
-    .unwrap();
+    let child = serve(&dir, &format!("http://{addr}"), &account.key_file)
+        .spawn()
+        .unwrap();
     let _service = Killed(child);
     until("InfraProviderStatus from serve", || {
         omni.get(NS_INFRA, PROVIDER_STATUS, PROVIDER)
@@ -319,50 +372,35 @@ async fn serve_registers_with_omni() {
     assert!(omni.refused().is_empty(), "{:?}", omni.refused());
 }
 
+/// The calls served so far for resource type `typ`, by method.
+fn calls_for(omni: &Omni, typ: &str) -> std::collections::BTreeMap<String, u64> {
+    (omni.calls().into_iter())
+        .filter(|((_, t), _)| t == typ)
+        .map(|((m, _), n)| (m, n))
+        .collect()
+}
+
 #[tokio::test]
 async fn dropped_watches_resume_and_bad_specs_are_skipped() {
-    let secret = key("rack <rack@infra-provider.serviceaccount.omni.sidero.dev>");
-    let (omni, addr) = Omni::start(SignedPublicKey::from(secret.clone()), PROVIDER).await;
-    let signer = Arc::new(Signer::from_service_account_key(&service_account_key(&secret)).unwrap());
-    let store = store("resume");
+    let (omni, opts) = omni().await;
+    let provider = provider("resume");
+    let store = provider.store.clone();
     // A resource whose spec is not an InfraMachine's: skipped, the others still served.
     let mut bad = infra_machine(InfraMachineSpec::default());
     bad.metadata.as_mut().unwrap().id = "bad".into();
     bad.spec.as_mut().unwrap().proto_spec = vec![0xff; 4];
     omni.put(bad);
-    let accepted = InfraMachineSpec {
-        acceptance_status: 1,
-        ..Default::default()
-    };
-    omni.put(infra_machine(accepted.clone()));
+    omni.join(UUID, "token-1");
+    omni.accept(UUID);
 
-    let opts = Options {
-        endpoint: format!("http://{addr}"),
-        provider_id: PROVIDER.into(),
-        signer,
-        clock_offset_secs: 0,
-        heartbeat: Duration::from_millis(200),
-    };
-    let running = tokio::spawn(provider::omni::adapter::run_forever(store.clone(), opts));
+    let running = tokio::spawn(run_forever(provider, opts));
     until("accept", || {
         (store.machine(UUID).unwrap().acceptance == Acceptance::Accepted).then_some(())
     })
     .await;
 
     // Omni's BMC configuration reaches the store.
-    let bmc = BmcConfigSpec {
-        config: Some(BmcConfig {
-            ipmi: Some(Ipmi {
-                address: "10.0.0.9".into(),
-                port: 623,
-                username: "admin".into(),
-                password: "secret".into(),
-            }),
-            api: None,
-        }),
-    };
-    let labels = [(LABEL_PROVIDER_ID.to_string(), PROVIDER.to_string())];
-    omni.put(client::resource(NS_INFRA, BMC_CONFIG, UUID, labels, &bmc));
+    omni.set_bmc(UUID, "10.0.0.9", 623, "admin", "secret");
     until("BMC", || store.machine(UUID).unwrap().bmc_revision).await;
     // The unreadable one shows in the heartbeat, for Omni's admin.
     until("the problem in the heartbeat", || {
@@ -372,18 +410,85 @@ async fn dropped_watches_resume_and_bad_specs_are_skipped() {
     })
     .await;
 
-    // The streams drop; what Omni changes meanwhile arrives once the adapter is back.
+    // A reboot asked for before the drop is asked of the machine once.
+    omni.reboot(UUID);
+    let requested = until("the reboot in the store", || {
+        store.machine(UUID).unwrap().requested_reboot_id
+    })
+    .await;
+    until("the status written", || omni.status(UUID).map(drop)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let watches = calls_for(&omni, INFRA_MACHINE)["/cosi.resource.State/Watch"];
+    let statuses = calls_for(&omni, INFRA_MACHINE_STATUS);
+
+    // The streams drop; the adapter watches again and what Omni changes meanwhile arrives,
+    // while what it had already taken is not taken again.
     omni.cut_watches();
-    let allocated = InfraMachineSpec {
-        preferred_power_state: 1,
-        cluster_talos_version: "v1.9.0".into(),
-        ..accepted
-    };
-    omni.put(infra_machine(allocated));
+    omni.allocate(UUID, "v1.9.0", &[], "");
     until("allocation after the cut", || {
         store.machine(UUID).unwrap().allocation.map(|_| ())
     })
     .await;
+    let m = store.machine(UUID).unwrap();
+    assert_eq!(m.requested_reboot_id, Some(requested), "not asked again");
+    let watched = calls_for(&omni, INFRA_MACHINE)["/cosi.resource.State/Watch"];
+    assert_eq!(watched, watches + 1, "watched again once");
+    let after = calls_for(&omni, INFRA_MACHINE_STATUS);
+    assert_eq!(
+        after.get("/cosi.resource.State/Get"),
+        statuses.get("/cosi.resource.State/Get")
+    );
+    running.abort();
+    assert!(omni.refused().is_empty(), "{:?}", omni.refused());
+}
+
+/// Omni's ids reach the model: a new wipe id is the machine's wipe, Omni's install count
+/// makes it installed, a power-off request holds it off and is reported done.
+#[tokio::test]
+async fn omni_request_ids_reach_the_machine() {
+    let (omni, opts) = omni().await;
+    let provider = provider("ids");
+    let store = provider.store.clone();
+    omni.join(UUID, "token-1");
+    omni.accept(UUID);
+    omni.set_bmc(UUID, "10.0.0.9", 623, "admin", "secret");
+    let running = tokio::spawn(run_forever(provider, opts));
+    until("accept", || {
+        (store.machine(UUID).unwrap().acceptance == Acceptance::Accepted).then_some(())
+    })
+    .await;
+    omni.allocate(UUID, "v1.9.0", &["siderolabs/iscsi-tools"], "console=ttyS0");
+    until("allocation", || store.machine(UUID).unwrap().allocation).await;
+    omni.install_event(UUID, "token-2");
+    until("installed", || omni.status(UUID).filter(|s| s.installed)).await;
+
+    let off = omni.power_off(UUID);
+    let m = until("power-off request", || {
+        Some(store.machine(UUID).unwrap()).filter(|m| m.power_off_request_id.is_some())
+    })
+    .await;
+    assert_eq!(m.power_off_request_id.as_ref(), Some(&off));
+    assert_eq!(m.preferred_power, provider::model::PreferredPower::Off);
+    omni.power_on(UUID);
+    until("power-off request withdrawn", || {
+        let m = store.machine(UUID).unwrap();
+        (m.power_off_request_id.is_none()
+            && m.preferred_power == provider::model::PreferredPower::On)
+            .then_some(())
+    })
+    .await;
+
+    let wipe = omni.deallocate(UUID);
+    let m = until("the wipe under Omni's id", || {
+        Some(store.machine(UUID).unwrap()).filter(|m| m.wipe_id.as_ref() == Some(&wipe))
+    })
+    .await;
+    assert!(m.allocation.is_none() && m.wipe_due());
+    let s = until("status after release", || {
+        omni.status(UUID).filter(|s| !s.ready_to_use)
+    })
+    .await;
+    assert!(s.installed, "installed until wiped");
     running.abort();
     assert!(omni.refused().is_empty(), "{:?}", omni.refused());
 }

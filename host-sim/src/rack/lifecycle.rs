@@ -28,6 +28,11 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(3);
 const ADVANCE_EVERY: Duration = Duration::from_millis(100);
 /// The appliance's BMC table.
 const MAX_MACHINES: usize = crate::runtime::BMCS;
+/// The Omni adapter's heartbeat in the rack (Omni's is 30 s): statuses are written back on
+/// it, so the scenario's steps wait for it.
+const OMNI_HEARTBEAT: Duration = Duration::from_secs(1);
+/// How long the Omni calls are counted once every machine is through.
+const OMNI_IDLE: Duration = Duration::from_secs(10);
 
 pub fn run(args: &RackArgs) -> Result<(), String> {
     if args.machines == 0 || args.machines > MAX_MACHINES {
@@ -41,7 +46,9 @@ pub fn run(args: &RackArgs) -> Result<(), String> {
     let files = boot_files(args.kernel_kib * 1024);
     let expected = digests(files);
     let mut rack = Rack::new(args, &mut rng, files, unix_ms())?;
-    let provider = InProcess::start(&rack.state_dir.join("provider"), &GATEWAY.to_string())?;
+    let omni_heartbeat = args.omni.then_some(OMNI_HEARTBEAT);
+    let dir = rack.state_dir.join("provider");
+    let provider = InProcess::start(&dir, &GATEWAY.to_string(), omni_heartbeat)?;
     println!(
         "rack: provider API at http://{} (try `cargo run -p provider -- machines --api {}`)",
         provider.api, provider.api
@@ -102,7 +109,15 @@ pub fn run(args: &RackArgs) -> Result<(), String> {
         "faults: tunnel cut {} times, appliance restarted {next_restart} times",
         rack.gateway.as_ref().map_or(0, |g| g.cuts)
     );
-    summary(&tracks, &rack, &provider, started, agent_boots)
+    let result = summary(&tracks, &rack, &provider, started, agent_boots);
+    if let Some(omni) = &provider.omni {
+        super::omni::report_install(&tracks, &rack.machines);
+        super::omni::report_idle(omni, tracks.len(), OMNI_HEARTBEAT, OMNI_IDLE);
+        if !omni.refused().is_empty() {
+            return Err(format!("the stand-in Omni refused: {:?}", omni.refused()));
+        }
+    }
+    result
 }
 
 /// When to inject `n` faults: within the first 45 s, when commands are flowing in racks of
@@ -115,7 +130,7 @@ fn schedule(rng: &mut Rng, n: u32) -> Vec<Duration> {
     at
 }
 
-fn unix_ms() -> u64 {
+pub fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -178,8 +193,8 @@ fn summary(
     for (i, name) in Stage::NAMES.iter().take(Stage::NAMES.len() - 1).enumerate() {
         let mut took: Vec<f64> = tracks
             .iter()
-            .filter_map(|t| t.took.get(i))
-            .map(Duration::as_secs_f64)
+            .filter_map(|t| t.took.get(i).copied().flatten())
+            .map(|d| d.as_secs_f64())
             .collect();
         took.sort_by(f64::total_cmp);
         if let (Some(mid), Some(max)) = (took.get(took.len() / 2), took.last()) {

@@ -15,6 +15,7 @@ mod gateway;
 mod http_client;
 mod lifecycle;
 mod machine;
+mod omni;
 mod provider;
 mod scenario;
 mod segment;
@@ -78,6 +79,10 @@ pub struct RackArgs {
     /// Print the appliance's log (every DHCP decision, transfer, uplink event) on stderr.
     #[arg(long)]
     verbose: bool,
+    /// Drive the lifecycle from a stand-in Omni on loopback, which the provider follows
+    /// through its Omni adapter, as Omni's user would; prints the Omni figures.
+    #[arg(long)]
+    omni: bool,
 }
 
 pub fn run(args: &RackArgs) -> Result<(), String> {

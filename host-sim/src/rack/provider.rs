@@ -1,14 +1,19 @@
 //! The provider service, in-process: its store in the rack's state dir, its TLS front on
 //! loopback and its JSON API beside it, on a tokio runtime of their own. The rack plays the
-//! operator (and Omni) through the store, as the API does, and the appliance reaches the
-//! front through the rack's [`super::gateway::Gateway`].
+//! operator through the store, as the API does, or (`--omni`) Omni's user through the
+//! stand-in Omni on loopback that the provider's Omni adapter follows; the appliance
+//! reaches the front through the rack's [`super::gateway::Gateway`].
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
+use omni_standin::{Omni, ServiceAccount};
 use provider::api::{self, TunnelEndpoint};
 use provider::model::{Change, Machine};
+use provider::omni::adapter::{Options, run_forever};
+use provider::omni::sign::Signer;
 use provider::store::{StoreConfig, now};
 use provider::tls::TlsServer;
 use provider::tls::token::enrollment_token;
@@ -24,14 +29,17 @@ pub struct InProcess {
     pub api: SocketAddr,
     /// A single-use token naming `dial_name` and the front's port.
     pub token: EnrollmentToken,
+    /// With `--omni`: the stand-in Omni the provider's adapter follows.
+    pub omni: Option<Omni>,
     /// Runs the front and the API; dropping it stops them.
     _runtime: Runtime,
 }
 
 impl InProcess {
     /// Starts the provider with its state in `dir`; appliances are to dial `dial_name` at
-    /// the front's port (the name goes into the server certificate).
-    pub fn start(dir: &Path, dial_name: &str) -> Result<InProcess, String> {
+    /// the front's port (the name goes into the server certificate). With `omni`, the
+    /// stand-in Omni too, and the provider's adapter on it, beating every `omni` interval.
+    pub fn start(dir: &Path, dial_name: &str, omni: Option<Duration>) -> Result<InProcess, String> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -65,11 +73,13 @@ impl InProcess {
             .map_err(|e| format!("token: {e}"))?;
         runtime.spawn(front.serve());
         runtime.spawn(api::serve(api, provider.clone(), endpoint));
+        let omni = omni.map(|heartbeat| start_omni(&runtime, &provider, heartbeat));
         Ok(InProcess {
             provider,
             listen,
             api: api_addr,
             token,
+            omni: omni.transpose()?,
             _runtime: runtime,
         })
     }
@@ -86,4 +96,28 @@ impl InProcess {
         self.provider.tunnels.wake(m.appliance);
         Ok(m)
     }
+}
+
+/// The provider id the rack registers with the stand-in as.
+const PROVIDER_ID: &str = "rack";
+
+/// The stand-in Omni on loopback with a fresh service account, and the provider's adapter
+/// signing with that account's key.
+fn start_omni(
+    runtime: &Runtime,
+    provider: &Arc<Provider>,
+    heartbeat: Duration,
+) -> Result<Omni, String> {
+    let account = ServiceAccount::generate(PROVIDER_ID);
+    let (omni, addr) = runtime.block_on(Omni::start(account.public(), PROVIDER_ID));
+    let signer = Signer::from_service_account_key(&account.key_file).map_err(|e| e.to_string())?;
+    let options = Options {
+        endpoint: format!("http://{addr}"),
+        provider_id: PROVIDER_ID.into(),
+        signer: Arc::new(signer),
+        clock_offset_secs: 0,
+        heartbeat,
+    };
+    runtime.spawn(run_forever(provider.clone(), options));
+    Ok(omni)
 }

@@ -1,8 +1,9 @@
-//! The lifecycle every machine goes through, played on the provider as an operator (or
-//! Omni) would: accept it with its BMC once it has shown up, allocate it to a cluster once
-//! it is wiped and off, reboot it once installed, release it; it must then be wiped again
-//! and powered off. Each step waits for both sides: the provider's record and what the
-//! simulated machine actually booted, so a command run twice shows as an extra boot.
+//! The lifecycle every machine goes through, played on the provider as an operator would
+//! (or, with `--omni`, as Omni's user through the stand-in Omni: [`super::omni`]): accept
+//! it with its BMC once it has shown up, allocate it to a cluster once it is wiped and off,
+//! reboot it once installed, release it; it must then be wiped again and powered off. Each
+//! step waits for both sides: the provider's record and what the simulated machine actually
+//! booted, so a command run twice shows as an extra boot.
 
 use std::time::{Duration, Instant};
 
@@ -17,7 +18,7 @@ use super::provider::InProcess;
 
 pub const BMC_USER: &str = "admin";
 pub const BMC_PASSWORD: &str = "rack-password";
-const TALOS: &str = "v1.11.5";
+pub const TALOS: &str = "v1.11.5";
 /// Longest a machine may spend in one stage before it counts as failed.
 const STAGE_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -29,21 +30,30 @@ pub enum Stage {
     Accepted,
     /// Allocated: powered on into the Talos installer, then set to boot from disk.
     Allocated,
+    /// (Omni) Omni counted the install: reported installed.
+    Installed,
     /// A reboot request: power-cycled, boots from disk.
     Rebooting,
+    /// (Omni) A power-off request: powered off, reported done.
+    PoweredOff,
     /// Deallocated: wiped again, then powered off.
     Released,
+    /// (Omni) Cordoned: refused network boots.
+    Cordoned,
     Done,
     Failed(String),
 }
 
 impl Stage {
-    pub const NAMES: [&str; 6] = [
+    pub const NAMES: [&str; 9] = [
         "discovered",
         "accepted",
         "allocated",
+        "installed",
         "rebooting",
+        "powered-off",
         "released",
+        "cordoned",
         "done",
     ];
 
@@ -52,9 +62,12 @@ impl Stage {
             Stage::Discovered => 0,
             Stage::Accepted => 1,
             Stage::Allocated => 2,
-            Stage::Rebooting => 3,
-            Stage::Released => 4,
-            Stage::Done => 5,
+            Stage::Installed => 3,
+            Stage::Rebooting => 4,
+            Stage::PoweredOff => 5,
+            Stage::Released => 6,
+            Stage::Cordoned => 7,
+            Stage::Done => 8,
             Stage::Failed(_) => return None,
         })
     }
@@ -65,7 +78,9 @@ pub struct Track {
     pub stage: Stage,
     since: Instant,
     /// How long each finished stage took, by [`Stage::index`].
-    pub took: Vec<Duration>,
+    pub took: [Option<Duration>; Stage::NAMES.len()],
+    /// (Omni) When the stand-in wrote the allocation (Unix ms), and the request ids it made.
+    pub omni: super::omni::Requests,
 }
 
 impl Track {
@@ -73,7 +88,8 @@ impl Track {
         Track {
             stage: Stage::Discovered,
             since: Instant::now(),
-            took: Vec::new(),
+            took: [None; Stage::NAMES.len()],
+            omni: Default::default(),
         }
     }
 
@@ -94,9 +110,40 @@ impl Track {
         let Some(r) = provider.machine(&key) else {
             return self.timeout(m, None);
         };
-        let booted = |n: usize| m.settled() && m.boots.len() == n;
-        let wiped_and_off =
-            |n| booted(n) && !m.is_on() && wiped(&r) && r.observed_power == ObservedPower::Off;
+        let next = match &provider.omni {
+            Some(omni) => super::omni::next(self, m, &r, bmc, omni),
+            None => self.as_operator(m, &r, bmc, &key, provider),
+        };
+        match next {
+            Ok(Some(stage)) => {
+                if let Some(i) = self.stage.index() {
+                    self.took[i] = Some(self.since.elapsed());
+                }
+                self.since = Instant::now();
+                self.stage = stage;
+                if self.stage == Stage::Done
+                    && let Err(why) = check_history(m)
+                {
+                    self.fail(why);
+                }
+            }
+            Ok(None) => self.timeout(m, Some(&r)),
+            Err(why) => self.fail(why),
+        }
+    }
+
+    /// The operator's next step, if the current stage is over: the changes made, the stage
+    /// it leads to.
+    fn as_operator(
+        &self,
+        m: &Machine,
+        r: &Record,
+        bmc: [u8; 4],
+        key: &str,
+        provider: &InProcess,
+    ) -> Result<Option<Stage>, String> {
+        let booted = |n: usize| booted(m, n);
+        let wiped_and_off = |n| wiped_and_off(m, r, n);
         let next = match self.stage {
             Stage::Discovered if booted(1) && r.last_boot.is_some() => {
                 let bmc = BmcConfig {
@@ -114,6 +161,7 @@ impl Track {
                     talos_version: TALOS.into(),
                     schematic: None,
                     kernel_args: String::new(),
+                    extensions: Vec::new(),
                 };
                 Some((Stage::Allocated, vec![Change::Allocate(allocation)]))
             }
@@ -131,21 +179,12 @@ impl Track {
             _ => None,
         };
         let Some((stage, changes)) = next else {
-            return self.timeout(m, Some(&r));
+            return Ok(None);
         };
         for change in &changes {
-            if let Err(e) = provider.change(&key, change) {
-                return self.fail(e);
-            }
+            provider.change(key, change)?;
         }
-        self.took.push(self.since.elapsed());
-        self.since = Instant::now();
-        self.stage = stage;
-        if self.stage == Stage::Done
-            && let Err(why) = check_history(m)
-        {
-            self.fail(why);
-        }
+        Ok(Some(stage))
     }
 
     fn timeout(&mut self, m: &Machine, r: Option<&Record>) {
@@ -161,7 +200,6 @@ impl Track {
                 r.installed,
                 r.last_error
             )
-                    extensions: Vec::new(),
         });
         self.fail(format!(
             "stuck in {:?} for {:?}: {record}; booted {:?}, on {}",
@@ -179,6 +217,16 @@ impl Track {
 
 fn wiped(r: &Record) -> bool {
     r.acceptance == Acceptance::Accepted && r.wipe_id.is_some() && r.wipe_id == r.wiped
+}
+
+/// The machine has booted `n` times and is not in the middle of a boot.
+pub fn booted(m: &Machine, n: usize) -> bool {
+    m.settled() && m.boots.len() == n
+}
+
+/// After `n` boots, the last the agent's wipe: the record says wiped, and it is off.
+pub fn wiped_and_off(m: &Machine, r: &Record, n: usize) -> bool {
+    booted(m, n) && !m.is_on() && wiped(r) && r.observed_power == ObservedPower::Off
 }
 
 /// The boots the scenario makes, in order: agent (pending), agent (wipe), the installer,

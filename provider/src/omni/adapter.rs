@@ -1,7 +1,9 @@
 //! The adapter's work: register the provider (InfraProviderStatus with the static label),
 //! beat every 30 s (InfraProviderHealthStatus), watch InfraMachine and BMCConfig and apply
-//! them to the store, and write InfraMachineStatus back only when it changed. All state
-//! but a few ids lives in Omni and the store, so a restart resumes from a fresh watch.
+//! them to the store (waking the machine's appliance), and write InfraMachineStatus back
+//! only when it changed. All state but a few ids lives in Omni and the store, so a restart
+//! resumes from a fresh watch; a dropped stream is watched again by the same adapter, which
+//! skips the InfraMachine versions it has already taken.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -18,8 +20,7 @@ use super::proto::{
 };
 use super::sign::Signer;
 use super::*;
-use crate::model::Change;
-use crate::store::Store;
+use crate::Provider;
 
 /// Omni's expectation for the health heartbeat.
 pub const HEARTBEAT: Duration = Duration::from_secs(30);
@@ -36,10 +37,14 @@ pub struct Options {
 }
 
 pub struct Adapter {
-    client: Client,
-    store: Arc<Store>,
-    id: String,
-    heartbeat: Duration,
+    /// Connected on the first run and kept: the channel reconnects by itself, and the
+    /// versions it remembers spare a Get before each write.
+    client: Option<Client>,
+    opts: Options,
+    provider: Arc<Provider>,
+    /// Per machine id: the InfraMachine version last taken, so a watch started again does
+    /// not take the same one twice.
+    versions: HashMap<String, String>,
     /// Per machine id: what Omni wants, the reboot bookkeeping, and the status last written.
     wants: HashMap<String, InfraMachineSpec>,
     seen: HashMap<String, Seen>,
@@ -63,31 +68,42 @@ fn now_timestamp() -> Timestamp {
 }
 
 impl Adapter {
-    pub async fn connect(store: Arc<Store>, opts: &Options) -> Result<Adapter, Error> {
-        let client =
-            Client::connect(&opts.endpoint, opts.signer.clone(), opts.clock_offset_secs).await?;
-        Ok(Adapter {
-            client,
-            store,
-            id: opts.provider_id.clone(),
-            heartbeat: opts.heartbeat,
+    /// The adapter for `provider`'s store and tunnels; nothing is dialled before [`run`](Self::run).
+    pub fn new(provider: Arc<Provider>, opts: Options) -> Adapter {
+        Adapter {
+            client: None,
+            opts,
+            provider,
+            versions: HashMap::new(),
             wants: HashMap::new(),
             seen: HashMap::new(),
             written: HashMap::new(),
             bmc_versions: HashMap::new(),
             problems: BTreeMap::new(),
-        })
+        }
+    }
+
+    /// The client, connected on first use.
+    async fn client(&mut self) -> Result<&mut Client, Error> {
+        if self.client.is_none() {
+            let o = &self.opts;
+            let c = Client::connect(&o.endpoint, o.signer.clone(), o.clock_offset_secs).await?;
+            self.client = Some(c);
+        }
+        self.client
+            .as_mut()
+            .ok_or_else(|| Error::Connect("no client".into()))
     }
 
     fn labels(&self) -> Vec<(String, String)> {
-        vec![(LABEL_PROVIDER_ID.to_string(), self.id.clone())]
+        vec![(LABEL_PROVIDER_ID.to_string(), self.opts.provider_id.clone())]
     }
 
     fn ours(&self, r: &Resource) -> bool {
         r.metadata
             .as_ref()
             .and_then(|m| m.labels.get(LABEL_PROVIDER_ID))
-            .is_some_and(|id| *id == self.id)
+            .is_some_and(|id| *id == self.opts.provider_id)
     }
 
     /// Writes the InfraProviderStatus that makes the provider appear in Omni as static.
@@ -100,8 +116,14 @@ impl Adapter {
         };
         let mut labels = self.labels();
         labels.push((LABEL_STATIC.into(), String::new()));
-        let r = client::resource(NS_INFRA, PROVIDER_STATUS, &self.id, labels, &spec);
-        self.client.put(r).await?;
+        let r = client::resource(
+            NS_INFRA,
+            PROVIDER_STATUS,
+            &self.opts.provider_id,
+            labels,
+            &spec,
+        );
+        self.client().await?.put(r).await?;
         self.beat().await
     }
 
@@ -111,22 +133,24 @@ impl Adapter {
             last_heartbeat_timestamp: Some(now_timestamp()),
             error: self.health(),
         };
-        let r = client::resource(
-            NS_EPHEMERAL,
-            PROVIDER_HEALTH,
-            &self.id,
-            self.labels(),
-            &spec,
-        );
-        self.client.put(r).await.map(drop)
+        let id = &self.opts.provider_id;
+        let r = client::resource(NS_EPHEMERAL, PROVIDER_HEALTH, id, self.labels(), &spec);
+        self.client().await?.put(r).await.map(drop)
     }
 
     /// Takes one InfraMachine into the store and writes its status back. A machine the
     /// store does not know (it never PXE-booted behind an appliance) is skipped.
     pub async fn machine(&mut self, r: &Resource) -> Result<(), Error> {
-        let Some(id) = r.metadata.as_ref().map(|m| m.id.clone()) else {
+        let Some((id, version)) = r
+            .metadata
+            .as_ref()
+            .map(|m| (m.id.clone(), m.version.clone()))
+        else {
             return Err(Error::Malformed("InfraMachine without metadata".into()));
         };
+        if self.versions.get(&id) == Some(&version) {
+            return Ok(());
+        }
         // A spec this adapter cannot read is Omni's bug or a newer Omni: said, and skipped,
         // so one bad resource does not stop the others.
         let want: InfraMachineSpec = match spec_of(r) {
@@ -137,18 +161,23 @@ impl Adapter {
             }
         };
         if !self.seen.contains_key(&id) {
-            let before = self.client.get(NS_INFRA, INFRA_MACHINE_STATUS, &id).await?;
-            let before: InfraMachineStatusSpec = match &before {
-                Some(r) => spec_of(r)?,
-                None => Default::default(),
-            };
-            let seen = Seen {
-                reported_reboot: before.last_reboot_id,
-                ..Default::default()
+            // A machine the store does not know yet starts afresh (and shows as a problem).
+            let seen = match self.provider.store.machine(&id) {
+                Ok(m) => {
+                    let client = self.client().await?;
+                    let before = client.get(NS_INFRA, INFRA_MACHINE_STATUS, &id).await?;
+                    let before: InfraMachineStatusSpec = match &before {
+                        Some(r) => spec_of(r)?,
+                        None => Default::default(),
+                    };
+                    Seen::resume(&before, &m, &want)
+                }
+                Err(_) => Seen::default(),
             };
             self.seen.insert(id.clone(), seen);
         }
         self.wants.insert(id.clone(), want);
+        self.versions.insert(id.clone(), version);
         self.settle(&id);
         self.write_status(&id).await
     }
@@ -173,10 +202,16 @@ impl Adapter {
 
     /// What the heartbeat reports: the first problem and how many machines have one.
     fn health(&self) -> String {
-        match (self.problems.len(), self.problems.values().next()) {
+        let machines = match (self.problems.len(), self.problems.values().next()) {
             (0, _) | (_, None) => String::new(),
             (1, Some(p)) => p.clone(),
             (n, Some(p)) => format!("{p} (and {} more machines)", n - 1),
+        };
+        // Image Factory failing holds back every install (crate::factory): said first.
+        match self.provider.store.config().lifecycle.schematics.problem() {
+            Some(f) if machines.is_empty() => f,
+            Some(f) => format!("{f}; {machines}"),
+            None => machines,
         }
     }
 
@@ -185,18 +220,15 @@ impl Adapter {
         let (Some(want), Some(seen)) = (self.wants.get(id), self.seen.get_mut(id)) else {
             return Ok(());
         };
+        let store = &self.provider.store;
         for _ in 0..MAX_CHANGES {
-            let m = self.store.machine(id).map_err(|e| e.to_string())?;
+            let m = store.machine(id).map_err(|e| e.to_string())?;
             let Some(change) = mapping::next_change(&m, want, seen)? else {
                 return Ok(());
             };
-            let m = self
-                .store
-                .change_machine(id, &change)
-                .map_err(|e| format!("{change:?}: {e}"))?;
-            if change == Change::Reboot {
-                mapping::reboot_requested(seen, want, &m);
-            }
+            let m = (store.change_machine(id, &change)).map_err(|e| format!("{change:?}: {e}"))?;
+            mapping::applied(seen, want, &change, &m);
+            self.provider.tunnels.wake(m.appliance);
         }
         Err(format!("still changing after {MAX_CHANGES} changes"))
     }
@@ -206,7 +238,7 @@ impl Adapter {
         let (Some(want), Some(seen)) = (self.wants.get(id), self.seen.get_mut(id)) else {
             return Ok(());
         };
-        let Ok(m) = self.store.machine(id) else {
+        let Ok(m) = self.provider.store.machine(id) else {
             return Ok(());
         };
         let status = mapping::status(&m, want, seen, crate::store::now() as i64);
@@ -214,7 +246,7 @@ impl Adapter {
             return Ok(());
         }
         let r = client::resource(NS_INFRA, INFRA_MACHINE_STATUS, id, self.labels(), &status);
-        self.client.put(r).await?;
+        self.client().await?.put(r).await?;
         self.written.insert(id.to_string(), status);
         Ok(())
     }
@@ -229,12 +261,11 @@ impl Adapter {
         }
         let spec = spec_of::<BmcConfigSpec>(r).map_err(|e| e.to_string());
         let result = spec.and_then(|s| mapping::bmc_change(&s)).and_then(|c| {
-            self.store
-                .change_machine(&md.id, &c)
-                .map_err(|e| e.to_string())
+            (self.provider.store.change_machine(&md.id, &c)).map_err(|e| e.to_string())
         });
         match result {
-            Ok(_) => {
+            Ok(m) => {
+                self.provider.tunnels.wake(m.appliance);
                 self.bmc_versions.insert(md.id.clone(), md.version.clone());
             }
             Err(e) => self.problem(&md.id, format!("BMCConfig {}: {e}", md.id)),
@@ -257,9 +288,9 @@ impl Adapter {
     /// every heartbeat, until a call or a stream fails.
     pub async fn run(&mut self) -> Result<(), Error> {
         self.register().await?;
-        let mut machines = self.client.watch(NS_INFRA, INFRA_MACHINE).await?;
-        let mut bmcs = self.client.watch(NS_INFRA, BMC_CONFIG).await?;
-        let mut tick = tokio::time::interval(self.heartbeat);
+        let mut machines = self.client().await?.watch(NS_INFRA, INFRA_MACHINE).await?;
+        let mut bmcs = self.client().await?.watch(NS_INFRA, BMC_CONFIG).await?;
+        let mut tick = tokio::time::interval(self.opts.heartbeat);
         // After a stall, one beat, not a burst of the missed ones.
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
@@ -298,6 +329,7 @@ impl Adapter {
             Ok(EventType::Created | EventType::Updated) => Ok(e.resource.filter(|r| self.ours(r))),
             Ok(EventType::Destroyed) => {
                 if let Some(id) = e.resource.and_then(|r| r.metadata).map(|m| m.id) {
+                    self.versions.remove(&id);
                     self.wants.remove(&id);
                     self.seen.remove(&id);
                     self.written.remove(&id);
@@ -317,18 +349,16 @@ impl Adapter {
 
 /// Runs the adapter for good: on any failure it says why on stderr and starts again after
 /// 1 s, doubling to 60 s (a run that lasted a heartbeat resets the delay).
-pub async fn run_forever(store: Arc<Store>, opts: Options) {
+pub async fn run_forever(provider: Arc<Provider>, opts: Options) {
+    let heartbeat = opts.heartbeat;
+    let mut adapter = Adapter::new(provider, opts);
     let mut delay = Duration::from_secs(1);
     loop {
         let started = tokio::time::Instant::now();
-        let result = match Adapter::connect(store.clone(), &opts).await {
-            Ok(mut a) => a.run().await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = result {
+        if let Err(e) = adapter.run().await {
             eprintln!("provider: omni: {e}; again in {} s", delay.as_secs());
         }
-        if started.elapsed() > opts.heartbeat {
+        if started.elapsed() > heartbeat {
             delay = Duration::from_secs(1);
         }
         tokio::time::sleep(delay).await;

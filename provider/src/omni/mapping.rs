@@ -1,7 +1,8 @@
 //! Omni's resources and the provider's model, both ways, as pure functions: an
 //! `InfraMachine` becomes the provider's [`Change`]s one at a time ([`next_change`], applied
-//! until it says `None`), a `BMCConfig` becomes [`Change::Bmc`], and the provider's
-//! [`Machine`] becomes the `InfraMachineStatus` written back ([`status`]).
+//! until it says `None`, each followed by [`applied`]), a `BMCConfig` becomes
+//! [`Change::Bmc`], and the provider's [`Machine`] becomes the `InfraMachineStatus` written
+//! back ([`status`]).
 
 use std::net::Ipv4Addr;
 
@@ -11,8 +12,9 @@ use crate::model::{
 
 use super::proto::{BmcConfigSpec, InfraMachineSpec, InfraMachineStatusSpec};
 
-/// What the adapter remembers of one machine between events: Omni's reboot requests carry
-/// Omni's ids, the model makes its own, so the pair links a request to its completion.
+/// What the adapter remembers of one machine between events: Omni's requests carry Omni's
+/// ids, the model makes some of its own, and a wipe fixes what Omni's status reports
+/// until the next one.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Seen {
     /// Omni's `requested_reboot_id` handed to the model, and the model's id for it.
@@ -21,6 +23,59 @@ pub struct Seen {
     pub reported_reboot: String,
     /// When this adapter saw that reboot done (Unix seconds).
     pub reboot_at: Option<i64>,
+    /// The model's last wipe this adapter took note of, and Omni's `node_unique_token` and
+    /// `install_event_id` when it did: Omni's provider reports that token as wiped, and the
+    /// machine installed once Omni counts an install after it.
+    pub wiped: Option<String>,
+    pub wiped_token: String,
+    pub wipe_install_event: u64,
+    /// Omni's `power_off_request_id` handed to the model, with Omni's `wipe_id` then: the
+    /// request holds the machine off until Omni withdraws it or wipes the machine.
+    pub power_off: Option<(String, String)>,
+}
+
+impl Seen {
+    /// Picks up after a restart from the status Omni kept (`before`) and the store: what
+    /// the store already holds of Omni's wishes was reported before.
+    pub fn resume(before: &InfraMachineStatusSpec, m: &Machine, want: &InfraMachineSpec) -> Seen {
+        let request = &want.power_off_request_id;
+        Seen {
+            reported_reboot: before.last_reboot_id.clone(),
+            wiped: m
+                .wiped
+                .clone()
+                .filter(|_| !before.wiped_node_unique_token.is_empty()),
+            wiped_token: before.wiped_node_unique_token.clone(),
+            wipe_install_event: if before.installed {
+                0
+            } else {
+                want.install_event_id
+            },
+            power_off: (m.power_off_request_id.as_ref() == Some(request))
+                .then(|| (request.clone(), want.wipe_id.clone())),
+            ..Default::default()
+        }
+    }
+
+    /// Takes note of a wipe the machine has done since the last call.
+    fn observe(&mut self, m: &Machine, want: &InfraMachineSpec) {
+        if m.wiped.is_some() && m.wiped != self.wiped {
+            self.wiped = m.wiped.clone();
+            self.wiped_token = want.node_unique_token.clone();
+            self.wipe_install_event = want.install_event_id;
+        }
+    }
+
+    /// Omni's power-off request, while it holds: set, and not outlived by a wipe under a
+    /// new id (Omni's provider forgets a request at the next deallocation the same way).
+    fn power_off_request<'a>(&self, want: &'a InfraMachineSpec) -> Option<&'a String> {
+        let request = &want.power_off_request_id;
+        let outlived = self
+            .power_off
+            .as_ref()
+            .is_some_and(|(id, wipe)| id == request && *wipe != want.wipe_id);
+        (!request.is_empty() && !outlived).then_some(request)
+    }
 }
 
 fn acceptance(v: i32) -> Result<Acceptance, String> {
@@ -47,19 +102,28 @@ fn allocation(want: &InfraMachineSpec) -> Option<Allocation> {
         talos_version: want.cluster_talos_version.clone(),
         schematic: None,
         kernel_args: want.extra_kernel_args.clone(),
+        extensions: want.extensions.clone(),
     })
 }
 
 /// The next change that brings `m` toward `want`, in the order the lifecycle needs them
-/// (acceptance before allocation, allocation before power), or `None` when it is there.
+/// (acceptance before allocation, allocation before a wipe under Omni's id, that before
+/// power), or `None` when it is there.
 pub fn next_change(
     m: &Machine,
     want: &InfraMachineSpec,
-    seen: &Seen,
+    seen: &mut Seen,
 ) -> Result<Option<Change>, String> {
     let accept = acceptance(want.acceptance_status)?;
     let power = preferred_power(want.preferred_power_state)?;
     let wanted = allocation(want);
+    seen.observe(m, want);
+    let off_request = seen.power_off_request(want);
+    let power = if off_request.is_some() {
+        PreferredPower::Off
+    } else {
+        power
+    };
     let change = if accept != m.acceptance && accept != Acceptance::Pending {
         Some(match accept {
             Acceptance::Rejected => Change::Reject,
@@ -77,6 +141,16 @@ pub fn next_change(
         wanted.map(Change::Allocate)
     } else if wanted.is_none() && m.allocation.is_some() {
         Some(Change::Deallocate)
+    } else if new_wipe(m, want) {
+        Some(Change::Wipe {
+            id: want.wipe_id.clone(),
+        })
+    } else if off_request.is_some() && m.power_off_request_id.as_ref() != off_request {
+        Some(Change::PowerOff {
+            id: off_request.cloned(),
+        })
+    } else if want.power_off_request_id.is_empty() && m.power_off_request_id.is_some() {
+        Some(Change::PowerOff { id: None })
     } else if power != m.preferred_power {
         Some(Change::Power { state: power })
     } else if !want.requested_reboot_id.is_empty()
@@ -90,23 +164,42 @@ pub fn next_change(
     Ok(change)
 }
 
-/// After [`Change::Reboot`] for `want` was applied and gave the machine `m`.
-pub fn reboot_requested(seen: &mut Seen, want: &InfraMachineSpec, m: &Machine) {
-    if let Some(model) = &m.requested_reboot_id {
-        seen.reboot = Some((want.requested_reboot_id.clone(), model.clone()));
+/// Omni asks for a wipe under an id the machine has neither pending nor done. (Accepting
+/// and releasing wipe under the model's own id first; Omni's id then replaces it.)
+fn new_wipe(m: &Machine, want: &InfraMachineSpec) -> bool {
+    let id = Some(want.wipe_id.as_str());
+    !want.wipe_id.is_empty() && m.wipe_id.as_deref() != id && m.wiped.as_deref() != id
+}
+
+/// After `change`, made by [`next_change`] for `want`, was applied and gave the machine
+/// `m`: links Omni's request ids to the model's.
+pub fn applied(seen: &mut Seen, want: &InfraMachineSpec, change: &Change, m: &Machine) {
+    match change {
+        Change::Reboot => {
+            if let Some(model) = &m.requested_reboot_id {
+                seen.reboot = Some((want.requested_reboot_id.clone(), model.clone()));
+            }
+        }
+        Change::PowerOff { id: Some(id) } => {
+            seen.power_off = Some((id.clone(), want.wipe_id.clone()));
+        }
+        _ => {}
     }
 }
 
-/// The status Omni reads: power as observed, ready while no wipe is due, installed, the
-/// reboot Omni asked for once the machine has done it (and when: first seen done at `now`),
-/// and the node token it was wiped for.
+/// The status Omni reads, as Omni's own bare-metal provider reports it: power as
+/// observed; ready to use once accepted with a BMC and no wipe due; installed when Omni
+/// counted an install (`install_event_id`) since the last wipe; the reboot Omni asked for
+/// once the machine has done it (and when: first seen done at `now`); the power-off
+/// request the machine has carried out; the node token Omni had when the machine was
+/// last wiped.
 pub fn status(
     m: &Machine,
-        extensions: want.extensions.clone(),
     want: &InfraMachineSpec,
     seen: &mut Seen,
     now: i64,
 ) -> InfraMachineStatusSpec {
+    seen.observe(m, want);
     if let Some((omni, model)) = &seen.reboot
         && m.last_reboot_id.as_ref() == Some(model)
         && seen.reported_reboot != *omni
@@ -119,21 +212,18 @@ pub fn status(
         ObservedPower::Off => 1,
         ObservedPower::On => 2,
     };
-    let wiped = m.wiped.is_some() && !m.wipe_due();
     InfraMachineStatusSpec {
         power_state,
-        ready_to_use: m.acceptance == Acceptance::Accepted && !m.wipe_due(),
+        ready_to_use: m.acceptance == Acceptance::Accepted
+            && m.bmc_revision.is_some()
+            && !m.wipe_due(),
         last_reboot_id: seen.reported_reboot.clone(),
         last_reboot_timestamp: seen
             .reboot_at
             .map(|seconds| prost_types::Timestamp { seconds, nanos: 0 }),
-        installed: m.installed && m.allocation.is_some(),
-        wiped_node_unique_token: if wiped {
-            want.node_unique_token.clone()
-        } else {
-            String::new()
-        },
-        last_power_off_id: String::new(),
+        installed: want.install_event_id > seen.wipe_install_event,
+        wiped_node_unique_token: seen.wiped_token.clone(),
+        last_power_off_id: m.last_power_off_id.clone().unwrap_or_default(),
     }
 }
 

@@ -1,133 +1,33 @@
-//! A stand-in for Omni's COSI state service, because no Omni runs here. It checks every
-//! request's `siderov1` signature with the service account's public key (and its clock
-//! skew, 5 minutes as Omni), enforces the provider's namespace and label rules, and serves
-//! Get, List, Watch, Create and Update for the resources the adapter uses. The test plays
-//! Omni's side through [`Omni`] (writing InfraMachines, reading statuses).
+//! The State service Omni serves a provider: every call's `siderov1` signature checked
+//! with the service account's public key (and its clock, 5 minutes of skew as Omni), the
+//! provider's namespaces and label enforced, and the resources Omni owns kept read-only.
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use pgp::composed::{Deserializable, DetachedSignature, SignedPublicKey};
 use pgp::types::KeyDetails;
-use provider::omni::proto::state_server::{State, StateServer};
+use provider::omni::proto::state_server::State;
 use provider::omni::proto::*;
-use provider::omni::{LABEL_PROVIDER_ID, NS_EPHEMERAL, NS_INFRA, provider_namespace};
-use tokio::sync::{broadcast, mpsc};
+use provider::omni::{
+    INFRA_MACHINE_STATUS, LABEL_PROVIDER_ID, NS_EPHEMERAL, NS_INFRA, PROVIDER_HEALTH,
+    PROVIDER_STATUS, provider_namespace,
+};
+use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::{Omni, key_of, unix_now};
+
 const SKEW_SECS: i64 = 5 * 60;
-type Key = (String, String, String);
 type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
-#[derive(Default)]
-struct World {
-    resources: BTreeMap<Key, Resource>,
-    version: u64,
-    /// Why each refused request was refused.
-    refused: Vec<String>,
-    /// Calls served, by method and resource type.
-    calls: BTreeMap<(String, String), u64>,
-}
-
-/// The test's handle: Omni's side of the state.
-#[derive(Clone)]
-pub struct Omni {
-    world: Arc<Mutex<World>>,
-    events: broadcast::Sender<Event>,
-    /// Ends every open watch with an error, as a dropped connection does.
-    cuts: broadcast::Sender<()>,
-}
-
-struct Service {
-    omni: Omni,
-    key: SignedPublicKey,
-    provider_id: String,
-}
-
-fn key_of(r: &Resource) -> Key {
-    let m = r.metadata.clone().unwrap_or_default();
-    (m.namespace, m.r#type, m.id)
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-impl Omni {
-    /// Starts the stand-in on a loopback port for the provider `provider_id`.
-    pub async fn start(key: SignedPublicKey, provider_id: &str) -> (Omni, SocketAddr) {
-        let (events, _) = broadcast::channel(256);
-        let omni = Omni {
-            world: Arc::default(),
-            events,
-            cuts: broadcast::channel(4).0,
-        };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let service = Service {
-            omni: omni.clone(),
-            key,
-            provider_id: provider_id.to_string(),
-        };
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-        tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(StateServer::new(service))
-                .serve_with_incoming(incoming),
-        );
-        (omni, addr)
-    }
-
-    /// Writes a resource as Omni (no rules): a new version, and an event to watchers.
-    pub fn put(&self, mut r: Resource) -> Resource {
-        let mut w = self.world.lock().unwrap();
-        w.version += 1;
-        let version = w.version.to_string();
-        r.metadata.get_or_insert_default().version = version;
-        let old = w.resources.insert(key_of(&r), r.clone());
-        let event_type = if old.is_some() {
-            EventType::Updated
-        } else {
-            EventType::Created
-        };
-        let _ = self.events.send(Event {
-            resource: Some(r.clone()),
-            event_type: event_type as i32,
-            old,
-            error: None,
-        });
-        r
-    }
-
-    pub fn get(&self, ns: &str, typ: &str, id: &str) -> Option<Resource> {
-        let w = self.world.lock().unwrap();
-        w.resources
-            .get(&(ns.into(), typ.into(), id.into()))
-            .cloned()
-    }
-
-    /// Calls served so far, by (method, resource type).
-    pub fn calls(&self) -> BTreeMap<(String, String), u64> {
-        self.world.lock().unwrap().calls.clone()
-    }
-
-    /// Cuts every open watch stream.
-    pub fn cut_watches(&self) {
-        let _ = self.cuts.send(());
-    }
-
-    pub fn refused(&self) -> Vec<String> {
-        self.world.lock().unwrap().refused.clone()
-    }
+pub(crate) struct Service {
+    pub omni: Omni,
+    pub key: SignedPublicKey,
+    pub provider_id: String,
 }
 
 impl Service {
@@ -204,17 +104,30 @@ impl Service {
             .is_some_and(|id| *id == self.provider_id)
     }
 
+    /// What a provider may write: its own statuses, and anything in its own namespace;
+    /// InfraMachine and BMCConfig are Omni's.
+    fn writable(&self, r: &Resource) -> Result<(), Status> {
+        let (ns, typ, _) = key_of(r);
+        if !self.ours(r) {
+            return Err(Status::permission_denied(format!(
+                "{LABEL_PROVIDER_ID} must be the provider's"
+            )));
+        }
+        let own = [INFRA_MACHINE_STATUS, PROVIDER_STATUS, PROVIDER_HEALTH].contains(&&*typ);
+        if own || ns == provider_namespace(&self.provider_id) {
+            Ok(())
+        } else {
+            Err(Status::permission_denied(format!(
+                "{typ}: Omni's, read-only"
+            )))
+        }
+    }
+
     fn write(&self, r: Option<Resource>, method: &str, create: bool) -> Result<Resource, Status> {
         let r = r.ok_or_else(|| Status::invalid_argument("no resource"))?;
-        if !self.ours(&r) {
-            let s =
-                Status::permission_denied(format!("{LABEL_PROVIDER_ID} must be the provider's"));
-            self.omni
-                .world
-                .lock()
-                .unwrap()
-                .refused
-                .push(format!("{method}: {}", s.message()));
+        if let Err(s) = self.writable(&r) {
+            let mut w = self.omni.world.lock().unwrap();
+            w.refused.push(format!("{method}: {}", s.message()));
             return Err(s);
         }
         let current = self
