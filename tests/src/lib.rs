@@ -17,6 +17,7 @@ pub mod hostsim;
 pub mod ipmi_sim;
 pub mod net;
 pub mod perfdhcp;
+pub mod power_steps;
 pub mod proc;
 pub mod provider;
 pub mod qemu;

@@ -10,9 +10,9 @@
 use std::fs;
 use std::time::Duration;
 
-use e2e::dhclient::Dhclient;
 use e2e::firmware::{self, Board};
-use e2e::ipmi_sim::{self, IpmiSim, PASSWORD, USER};
+use e2e::ipmi_sim::{self, IpmiSim, PASSWORD};
+use e2e::power_steps;
 use e2e::provider::{Provider, enrolled_id};
 use e2e::wait::poll_until;
 use e2e::{Rack, Workdir, require_root};
@@ -41,13 +41,8 @@ fn wait_done(board: &Board, from: usize, kind: &str) {
     eprintln!("{line}");
 }
 
-/// Waits until the provider lists `MAC` with this observed power (a `PowerState` event).
 fn wait_observed(provider: &Provider, power: &str) {
-    let want = format!("\"observed_power\":\"{power}\"");
-    poll_until(&format!("{MAC} observed {power}"), STEP, || {
-        Ok(provider.machine_json(MAC).filter(|m| m.contains(&want)))
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}", provider.cli(&["machines", "--json"])));
+    power_steps::wait_observed(provider, MAC, power, STEP);
 }
 
 #[test]
@@ -79,33 +74,13 @@ fn provider_powers_an_ipmi_sim_bmc_through_the_board() {
         .wait_line("the tunnel", UPLINK, |l| l.contains("uplink connected"))
         .unwrap_or_else(|e| panic!("{e}"));
 
-    // The provider learns of the machine from a lease taken with its MAC.
-    {
-        let ns = rack.host("seen", Some(MAC), &[]);
-        let mut c = Dhclient::new(&ns, &wd, "seen");
-        c.start();
-        c.wait_event(0, &["BOUND"], Duration::from_secs(30));
-        poll_until("the machine in the provider", UPLINK, || {
-            Ok(provider.has_machine(&appliance, MAC).then_some(()))
-        })
-        .unwrap_or_else(|e| panic!("{e}"));
-    }
+    power_steps::make_known(&rack, &wd, &provider, &appliance, MAC);
     // Power on once managed: otherwise the finished wipe would have the provider power off.
     provider.cli(&["power", MAC, "on"]);
 
     // The BMC: proven by a status read, which reports the power before the command's result.
     let mark = board.lines().len();
-    let bmc = [
-        "bmc",
-        MAC,
-        "--ipmi",
-        BMC_IP,
-        "--user",
-        USER,
-        "--password",
-        PASSWORD,
-    ];
-    provider.cli(&bmc);
+    power_steps::set_bmc(&provider, MAC, BMC_IP);
     wait_done(&board, mark, "BmcCredentials");
     wait_observed(&provider, "off");
 

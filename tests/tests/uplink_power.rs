@@ -10,8 +10,8 @@ use std::fs;
 use std::time::Duration;
 
 use e2e::boot::{self, MARKER};
-use e2e::dhclient::Dhclient;
-use e2e::ipmi_sim::{self, IpmiSim, PASSWORD, USER};
+use e2e::ipmi_sim::{self, IpmiSim, PASSWORD};
+use e2e::power_steps;
 use e2e::provider::{Provider, enrolled_id};
 use e2e::qemu::{Firmware, Vm};
 use e2e::wait::{LogFile, poll_until};
@@ -52,13 +52,8 @@ fn wait_done(hs: &mut HostSim, from: usize, kind: &str) {
     eprintln!("{line}");
 }
 
-/// Waits until the provider lists `MAC` with this observed power.
 fn wait_observed(provider: &Provider, power: &str) {
-    let want = format!("\"observed_power\":\"{power}\"");
-    poll_until(&format!("{MAC} observed {power}"), STEP, || {
-        Ok(provider.machine_json(MAC).filter(|m| m.contains(&want)))
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}", provider.cli(&["machines", "--json"])));
+    power_steps::wait_observed(provider, MAC, power, STEP);
 }
 
 #[test]
@@ -93,34 +88,13 @@ fn provider_powers_a_vm_on_with_pxe_through_host_sim() {
     let appliance = enrolled_id(&wait_prefix(&mut hs, 0, "uplink enrolled appliance="));
     wait_prefix(&mut hs, 0, "uplink connected");
 
-    // The provider learns of the machine from a lease taken with its MAC (then let go, so
-    // the VM is the only one with it).
-    {
-        let ns = rack.host("seen", Some(MAC), &[]);
-        let mut c = Dhclient::new(&ns, &wd, "seen");
-        c.start();
-        c.wait_event(0, &["BOUND"], Duration::from_secs(30));
-        poll_until("the machine in the provider", STEP, || {
-            Ok(provider.has_machine(&appliance, MAC).then_some(()))
-        })
-        .unwrap_or_else(|e| panic!("{e}"));
-    }
+    power_steps::make_known(&rack, &wd, &provider, &appliance, MAC);
     // Power on once managed: otherwise the finished wipe would have the provider power off.
     provider.cli(&["power", MAC, "on"]);
 
     // The BMC: proven by a status read, which reports the power before the command's result.
     let mark = hs.log().mark();
-    let bmc = [
-        "bmc",
-        MAC,
-        "--ipmi",
-        BMC_IP,
-        "--user",
-        USER,
-        "--password",
-        PASSWORD,
-    ];
-    provider.cli(&bmc);
+    power_steps::set_bmc(&provider, MAC, BMC_IP);
     wait_done(&mut hs, mark, "BmcCredentials");
     wait_observed(&provider, "off");
 
