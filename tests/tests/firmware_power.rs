@@ -8,7 +8,7 @@
 //! command's result `Done`).
 
 use std::fs;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use e2e::firmware::{self, Board};
 use e2e::ipmi_sim::{self, IpmiSim, PASSWORD};
@@ -26,7 +26,8 @@ const UPLINK: Duration = Duration::from_secs(60);
 const STEP: Duration = Duration::from_secs(60);
 
 /// Waits for the firmware's result of a `kind` command after line `from`; it must be Done.
-fn wait_done(board: &Board, from: usize, kind: &str) {
+/// Prints how long it took since `since` (the first credentials include the stack's ARP).
+fn wait_done(board: &Board, from: usize, kind: &str, since: Instant) {
     let want = format!(" {kind} -> ");
     let line = poll_until(&format!("a {kind} result"), STEP, || {
         let lines = board.lines();
@@ -38,7 +39,10 @@ fn wait_done(board: &Board, from: usize, kind: &str) {
     })
     .unwrap_or_else(|e| panic!("{e}\n--- firmware log:\n{}", board.lines().join("\n")));
     assert!(line.ends_with("-> Done"), "{line}");
-    eprintln!("{line}");
+    eprintln!(
+        "{line} ({:.1} s after the CLI)",
+        since.elapsed().as_secs_f64()
+    );
 }
 
 fn wait_observed(provider: &Provider, power: &str) {
@@ -79,16 +83,16 @@ fn provider_powers_an_ipmi_sim_bmc_through_the_board() {
     provider.cli(&["power", MAC, "on"]);
 
     // The BMC: proven by a status read, which reports the power before the command's result.
-    let mark = board.lines().len();
+    let (mark, since) = (board.lines().len(), Instant::now());
     power_steps::set_bmc(&provider, MAC, BMC_IP);
-    wait_done(&board, mark, "BmcCredentials");
+    wait_done(&board, mark, "BmcCredentials", since);
     wait_observed(&provider, "off");
 
     // Accepted: the agent boot target, then power on with PXE once.
-    let mark = board.lines().len();
+    let (mark, since) = (board.lines().len(), Instant::now());
     provider.cli(&["accept", MAC]);
-    wait_done(&board, mark, "SetBootTarget");
-    wait_done(&board, mark, "PowerCommand");
+    wait_done(&board, mark, "SetBootTarget", since);
+    wait_done(&board, mark, "PowerCommand", since);
     assert_eq!(sim.ipmitool_power(), "on");
     wait_observed(&provider, "on");
     let calls = fs::read_to_string(sim.chassis_dir().join("calls.log")).unwrap_or_default();
@@ -102,9 +106,9 @@ fn provider_powers_an_ipmi_sim_bmc_through_the_board() {
     // Omni asks for a power-off (the API's `power_off`; the CLI's `power off` preference
     // waits for the wipe, which needs a machine that boots the agent). The provider then
     // powers it on again for the wipe, at least the manager's 5 s later.
-    let mark = board.lines().len();
+    let (mark, since) = (board.lines().len(), Instant::now());
     provider.change(MAC, r#"{"change":"power_off","id":"off-1"}"#);
-    wait_done(&board, mark, "PowerCommand");
+    wait_done(&board, mark, "PowerCommand", since);
     assert_eq!(sim.ipmitool_power(), "off");
     wait_observed(&provider, "off");
     let calls = fs::read_to_string(sim.chassis_dir().join("calls.log")).unwrap_or_default();
