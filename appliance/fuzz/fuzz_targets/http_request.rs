@@ -9,7 +9,8 @@ use std::net::Ipv4Addr;
 use appliance::assets::{Asset, AssetError, AssetStore, Name, StaticAssets};
 use appliance::dhcp::pxe::BootTarget;
 use appliance::http::request;
-use appliance::http::{Connection, Event, ScriptConfig, Site};
+use appliance::http::{BootTargets, Connection, Event, ScriptConfig, Site};
+use appliance::net::{MacAddr, Uuid};
 use libfuzzer_sys::fuzz_target;
 
 struct Counting<'a> {
@@ -29,6 +30,19 @@ impl AssetStore for Counting<'_> {
     fn close(&mut self, asset: Asset) {
         self.open -= 1;
         self.inner.close(asset);
+    }
+}
+
+/// Every machine's target, and a join config for `/config`.
+struct WithConfig(BootTarget);
+
+impl BootTargets for WithConfig {
+    fn boot_target(&self, _: Option<MacAddr>, _: Option<Uuid>) -> BootTarget {
+        self.0.clone()
+    }
+
+    fn join_config(&self) -> Option<&str> {
+        Some("apiVersion: v1alpha1\nkind: SideroLinkConfig\napiUrl: https://omni.example:8090\n")
     }
 }
 
@@ -52,12 +66,12 @@ fuzz_target!(|data: &[u8]| {
     let _ = request::parse(input);
     let chunk = 1 + usize::from(ctl & 0x0f) * 37;
     let room = [1, 7, 64, 1460][usize::from(ctl >> 4 & 3)];
-    let target = match ctl >> 6 {
+    let target = WithConfig(match ctl >> 6 {
         0 => BootTarget::Default,
         1 => BootTarget::Local,
         2 => BootTarget::Script("http://10.0.0.9/x.ipxe".try_into().unwrap()), // ok: a constant that fits the string's capacity
         _ => BootTarget::File("f".try_into().unwrap()), // ok: a constant that fits the string's capacity
-    };
+    });
     let files: [(&str, &[u8]); 3] = [("vmlinuz", &BIG), ("initrd.img", b"initrd"), ("a/b c", b"")];
     let mut store = Counting {
         inner: StaticAssets::new(&files),
