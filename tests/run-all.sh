@@ -45,11 +45,13 @@ step "flashable image of the QEMU board (images build; the e2e tests run this bi
 cargo run -q -p images -- build --board qemu-mps2-an386 --ip 10.77.0.1/24 \
     --dhcp-pool 10.77.0.100-10.77.0.199 -o target/images/qemu-mps2-an386
 
-step "host simulator: the boot storm (virtual time), then the main job with tunnel cuts and appliance restarts"
+step "host simulator: the boot storm (virtual time), the main job with tunnel cuts and appliance restarts, then driven from the stand-in Omni"
 # Debug builds (the e2e tests use them too); small files keep the real-time run short.
 cargo build -p host-sim -p provider
 cargo run -q -p host-sim -- rack --boot-only --machines 48 --seed 1
 cargo run -q -p host-sim -- rack --machines 48 --seed 1 --cuts 5 --restarts 2 --kernel-kib 128
+# The lifecycle from the stand-in Omni through the provider's Omni adapter (about 70 s).
+cargo run -q -p host-sim -- rack --machines 8 --seed 1 --kernel-kib 128 --omni
 
 step "fuzz: every target, ${FUZZ_SECONDS}s each"
 (

@@ -28,8 +28,9 @@ const OFF: i32 = 1;
 pub struct Requests {
     /// Its InfraMachine id: its UUID, as Omni names machines.
     id: String,
-    /// When the allocation was written (Unix ms).
+    /// When the allocation was written, and when the machine was then powered on (Unix ms).
     allocated_at: Option<u64>,
+    install_power_on: Option<u64>,
     reboot: String,
     power_off: String,
     wipe: String,
@@ -75,6 +76,7 @@ pub fn next(
         Stage::Allocated
             if booted(m, 3) && r.installed && r.delivered.boot == Some(BootTarget::Disk) =>
         {
+            q.install_power_on = Some(m.powered_on);
             omni.install_event(&q.id, &token(&q.id, 2));
             Stage::Installed
         }
@@ -117,26 +119,31 @@ pub fn next(
     Ok(Some(next))
 }
 
-/// From the stand-in's allocation write to the machine's request for the installer (the
-/// end of its third boot: the script that chains Image Factory), in milliseconds.
-pub fn install_latency(t: &Track, m: &Machine) -> Option<u64> {
+/// From the stand-in's allocation write to the machine's power-on, and to its request for
+/// the installer (the end of its third boot: the script that chains Image Factory), in
+/// milliseconds.
+fn install_latency(t: &Track, m: &Machine) -> Option<(u64, u64)> {
     let (at, booted) = m.boots.get(2)?;
+    let allocated = t.omni.allocated_at?;
     let chain = matches!(booted, Booted::Chain(url) if url.contains(TALOS));
-    chain
-        .then(|| at.checked_sub(t.omni.allocated_at?))
-        .flatten()
+    let power_on = t.omni.install_power_on?.checked_sub(allocated)?;
+    chain.then(|| Some((power_on, at.checked_sub(allocated)?)))?
 }
 
 /// Prints the allocation-to-install figures over the machines that got there.
 pub fn report_install(tracks: &[Track], machines: &[Machine]) {
-    let mut ms: Vec<u64> = (tracks.iter().zip(machines))
+    let (mut power_on, mut request): (Vec<u64>, Vec<u64>) = (tracks.iter().zip(machines))
         .filter_map(|(t, m)| install_latency(t, m))
-        .collect();
-    ms.sort_unstable();
-    if let (Some(mid), Some(max)) = (ms.get(ms.len() / 2), ms.last()) {
+        .unzip();
+    power_on.sort_unstable();
+    request.sort_unstable();
+    let median_max = |v: &[u64]| Some((*v.get(v.len() / 2)?, *v.last()?));
+    if let (Some((mid, max)), Some((on_mid, on_max))) =
+        (median_max(&request), median_max(&power_on))
+    {
         println!(
-            "omni: InfraMachine allocation to PXE install request: median {mid} ms, max {max} ms over {} machines",
-            ms.len()
+            "omni: InfraMachine allocation to PXE install request: median {mid} ms, max {max} ms over {} machines (to its power-on: median {on_mid} ms, max {on_max} ms)",
+            request.len()
         );
     }
 }
@@ -145,6 +152,11 @@ pub fn report_install(tracks: &[Track], machines: &[Machine]) {
 /// statuses have settled, and scaled to Omni's 30 s heartbeat (the rack beats every
 /// `heartbeat` to keep the run short).
 pub fn report_idle(omni: &Omni, machines: usize, heartbeat: Duration, window: Duration) {
+    let lifecycle = omni.total_calls();
+    println!(
+        "omni: {lifecycle} calls for the lifecycle of {machines} machines ({:.1} per machine, heartbeats included)",
+        lifecycle as f64 / machines as f64
+    );
     std::thread::sleep(2 * heartbeat);
     let before = omni.calls();
     std::thread::sleep(window);
