@@ -15,11 +15,22 @@ use super::bmc_host::IPMI_PORT;
 use super::machine::{Booted, Machine};
 use super::scenario::{BMC_PASSWORD, BMC_USER, Stage, TALOS, Track, booted, wiped_and_off};
 
-/// The allocation's extensions and kernel arguments: none, so the install is Image
-/// Factory's vanilla schematic, which the provider knows without asking a factory (there is
-/// none on the rack's loopback).
-const EXTENSIONS: &[&str] = &[];
-const KERNEL_ARGS: &str = "";
+/// The allocation's extensions and kernel arguments: they make the install's schematic.
+const EXTENSIONS: &[&str] = &["siderolabs/iscsi-tools"];
+const KERNEL_ARGS: &str = "console=ttyS0";
+
+/// The install's schematic (its `POST /schematics` body) and an id for it. No Image Factory
+/// is reachable from the rack, so the provider is given the id up front, made as the
+/// provider tests' factory stand-in makes ids (SHA-256 of the body); the install URL the
+/// machine is served must carry it.
+pub fn schematic() -> (String, String) {
+    let extensions: Vec<String> = EXTENSIONS.iter().map(|e| e.to_string()).collect();
+    let args = KERNEL_ARGS.split_whitespace().map(String::from).collect();
+    let yaml = provider::factory::Schematic::new(args, &extensions).yaml();
+    let digest = ring::digest::digest(&ring::digest::SHA256, yaml.as_bytes());
+    let id = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    (yaml, id)
+}
 /// InfraMachineStatus.power_state OFF.
 const OFF: i32 = 1;
 
@@ -76,6 +87,13 @@ pub fn next(
         Stage::Allocated
             if booted(m, 3) && r.installed && r.delivered.boot == Some(BootTarget::Disk) =>
         {
+            let id = schematic().1;
+            if !matches!(m.boots.get(2), Some((_, Booted::Chain(url))) if url.contains(&id)) {
+                return Err(format!(
+                    "installer boot without schematic {id}: {:?}",
+                    m.boots
+                ));
+            }
             q.install_power_on = Some(m.powered_on);
             omni.install_event(&q.id, &token(&q.id, 2));
             Stage::Installed

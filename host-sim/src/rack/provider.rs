@@ -45,7 +45,12 @@ impl InProcess {
             .enable_all()
             .build()
             .map_err(|e| format!("tokio: {e}"))?;
-        let provider = Provider::open(dir, StoreConfig::default(), TunnelOptions::default())
+        let config = StoreConfig::default();
+        if omni.is_some() {
+            let (yaml, id) = super::omni::schematic();
+            config.lifecycle.schematics.insert(yaml, id);
+        }
+        let provider = Provider::open(dir, config, TunnelOptions::default())
             .map_err(|e| format!("provider store: {e}"))?;
         let names = [dial_name.to_owned()];
         let (front, api) = runtime
