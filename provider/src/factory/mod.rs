@@ -267,7 +267,7 @@ mod tests {
         );
         assert_eq!(table.id(&agent), None);
         assert_eq!(table.id(&agent), None);
-        assert_eq!(table.missing(), [agent.clone()]);
+        assert_eq!(table.missing(), std::slice::from_ref(&agent));
         table.insert(agent.yaml(), "abc".into());
         assert_eq!(table.id(&agent).as_deref(), Some("abc"));
         assert!(table.missing().is_empty());

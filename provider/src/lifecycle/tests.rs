@@ -150,8 +150,10 @@ fn arm64_and_schematic_pick_the_factory_url() {
 
 #[test]
 fn installs_wait_for_their_schematic_and_carry_no_kernel_args() {
-    let mut s = Settings::default();
-    s.join_args = crate::factory::join_kernel_args(80);
+    let mut s = Settings {
+        join_args: crate::factory::join_kernel_args(80),
+        ..Settings::default()
+    };
     let mut m = ready();
     apply_change(&mut m, &Change::Allocate(allocation()), "-", &s).unwrap();
     m.wiped = m.wipe_id.clone();
