@@ -87,6 +87,9 @@ pub fn run(args: &RackArgs) -> Result<(), String> {
         {
             next_cut += 1;
             rack.cut_uplink();
+            if let Some(omni) = &provider.omni {
+                omni.cut_watches();
+            }
         }
         if restarts
             .get(next_restart)

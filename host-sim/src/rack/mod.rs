@@ -69,7 +69,8 @@ pub struct RackArgs {
     /// Only PXE-boot every machine once, in virtual time, without the provider.
     #[arg(long)]
     boot_only: bool,
-    /// Cut the uplink tunnel this many times, at random moments of the lifecycle.
+    /// Cut the uplink tunnel this many times, at random moments of the lifecycle (with
+    /// `--omni`, the stand-in Omni drops the adapter's watches at the same moments).
     #[arg(long, default_value_t = 0)]
     cuts: u32,
     /// Restart the appliance this many times (its memory lost, its state dir kept), at

@@ -355,11 +355,12 @@ pub async fn run_forever(provider: Arc<Provider>, opts: Options) {
     let mut delay = Duration::from_secs(1);
     loop {
         let started = tokio::time::Instant::now();
-        if let Err(e) = adapter.run().await {
-            eprintln!("provider: omni: {e}; again in {} s", delay.as_secs());
-        }
+        let result = adapter.run().await;
         if started.elapsed() > heartbeat {
             delay = Duration::from_secs(1);
+        }
+        if let Err(e) = result {
+            eprintln!("provider: omni: {e}; again in {} s", delay.as_secs());
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(60));
