@@ -163,6 +163,19 @@ impl Board {
         lines
     }
 
+    /// Waits (up to `timeout` each) until the uplink enrolled and connected; returns the
+    /// appliance id the provider gave it.
+    pub fn wait_enrolled_and_connected(&mut self, timeout: Duration) -> String {
+        let enrolled = self
+            .wait_line("enrollment", timeout, |l| {
+                l.contains("uplink enrolled appliance=")
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+        self.wait_line("the tunnel", timeout, |l| l.contains("uplink connected"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        crate::provider::enrolled_id(&enrolled)
+    }
+
     /// Waits for a log line that `pred` accepts; fails early if QEMU exits.
     pub fn wait_line(
         &mut self,

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use e2e::firmware::{self, Board};
 use e2e::ipmi_sim::{self, IpmiSim, PASSWORD};
 use e2e::power_steps;
-use e2e::provider::{Provider, enrolled_id};
+use e2e::provider::Provider;
 use e2e::wait::poll_until;
 use e2e::{Rack, Workdir, require_root};
 
@@ -68,15 +68,7 @@ fn provider_powers_an_ipmi_sim_bmc_through_the_board() {
     assert_eq!(sim.ipmitool_power(), "off");
 
     let mut board = Board::boot_image(&rack, &wd, &image, "fwp0");
-    let enrolled = board
-        .wait_line("enrollment", UPLINK, |l| {
-            l.contains("uplink enrolled appliance=")
-        })
-        .unwrap_or_else(|e| panic!("{e}"));
-    let appliance = enrolled_id(&enrolled);
-    board
-        .wait_line("the tunnel", UPLINK, |l| l.contains("uplink connected"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let appliance = board.wait_enrolled_and_connected(UPLINK);
 
     power_steps::make_known(&rack, &wd, &provider, &appliance, MAC);
     // Power on once managed: otherwise the finished wipe would have the provider power off.

@@ -109,3 +109,86 @@ fn enrolls_connects_and_reports_a_machine() {
     })
     .unwrap_or_else(|e| panic!("{e}\n--- firmware log:\n{}", board.lines().join("\n")));
 }
+
+/// The number after `key=` in a firmware log line.
+fn field(line: &str, key: &str) -> u64 {
+    let rest = line.split(&format!("{key}=")).nth(1).unwrap_or_default();
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("no {key} in {line}"))
+}
+
+/// Events the board queues while the provider is down outlive a reboot of the board (its
+/// outbox and command filter on flash, a host file under NOR rules in QEMU) and reach the
+/// provider exactly once when it is back.
+#[test]
+fn events_queued_while_the_provider_is_down_survive_a_reboot() {
+    let Some(elf) = firmware::uplink_elf_for_test() else {
+        return;
+    };
+    let wd = Workdir::new("fw-outbox");
+    let rack = Rack::new("fw-outbox");
+    let mut provider = Provider::start(&rack, &wd);
+    let token = provider.token();
+    let image = firmware::build_image(&wd, &elf, "10.77.0.100-10.77.0.149", &["--token", &token]);
+    let mut board = Board::boot_image(&rack, &wd, &image, "fwo0");
+    let appliance = board.wait_enrolled_and_connected(UPLINK);
+
+    // The provider is down while a machine takes a lease: its sighting and lease wait in the
+    // board's outbox, which is stored before anything of it is sent.
+    provider.kill();
+    let before = board.lines().len();
+    let mac = "52:54:00:77:05:02";
+    let ns = rack.host("c2", Some(mac), &[]);
+    let mut client = Dhclient::new(&ns, &wd, "c2");
+    client.start();
+    client.wait_event(0, &["BOUND"], BIND);
+    let stored = poll_until("the events stored", UPLINK, || {
+        let lines = board.lines();
+        let queued = (lines.get(before..).unwrap_or_default().iter())
+            .filter(|l| l.contains("uplink queued seq="))
+            .count();
+        let last = (lines.iter().rev()).find(|l| l.contains("uplink outbox stored events="));
+        Ok(last
+            .filter(|l| queued >= 2 && field(l, "events") >= 2)
+            .cloned())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n--- firmware log:\n{}", board.lines().join("\n")));
+    let last_seq = (board.lines().iter())
+        .filter(|l| l.contains("uplink queued seq="))
+        .map(|l| field(l, "seq"))
+        .max()
+        .unwrap_or_default();
+    drop(client);
+
+    // A reboot (QEMU killed): the stored outbox comes back.
+    drop(board);
+    let mut board = Board::boot_image(&rack, &wd, &image, "fwo1");
+    let restored = board
+        .wait_line("the restored outbox", UPLINK, |l| {
+            l.contains("uplink outbox restored events=")
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("{stored}\n{restored}");
+    assert_eq!(field(&restored, "events"), field(&stored, "events"));
+
+    // The provider is back: the events arrive, each once.
+    provider.restart();
+    board
+        .wait_line("the tunnel after the reboot", UPLINK, |l| {
+            l.contains("uplink connected")
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Each number up to the last applied once: as many applied as the last number (a lost
+    // event leaves a gap, a twice-applied one a surplus), none refused.
+    let applied = poll_until(&format!("{mac}'s events applied once"), UPLINK, || {
+        let last = provider.appliance_count("last_applied_seq");
+        let applied = provider.appliance_count("applied_events");
+        let known = provider.has_machine(&appliance, mac);
+        Ok((known && last >= last_seq && applied == last).then_some(applied))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", provider.cli(&["appliances", "--json"])));
+    assert_eq!(provider.appliance_count("refused_events"), 0);
+    eprintln!("events applied {applied}, last queued before the reboot {last_seq}");
+}

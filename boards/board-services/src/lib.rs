@@ -19,6 +19,8 @@ extern crate alloc;
 
 #[cfg(target_os = "none")]
 pub mod assets;
+#[cfg(all(target_os = "none", feature = "uplink"))]
+pub mod blob;
 #[cfg(target_os = "none")]
 pub mod dhcp;
 #[cfg(all(target_os = "none", feature = "uplink"))]

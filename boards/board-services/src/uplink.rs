@@ -27,13 +27,16 @@ use uplink_tls::{
     ClientConfig, Identity as TlsIdentity, KeyPair, RandomSource, TimeProvider, TlsClient, UnixTime,
 };
 
+use crate::blob::BlobStore;
 use crate::heap::TrackedHeap;
 use crate::power::{COMMANDS, REPORTS};
 
 mod identity;
+mod outbox_store;
 mod report;
 use identity::Identity;
 pub use identity::IdentityStore;
+use outbox_store::{OutboxStore, Stored};
 use report::Reporter;
 pub use report::{OBSERVED, Observation};
 
@@ -64,6 +67,9 @@ pub struct Settings {
     pub name: &'static str,
     /// Where the identity survives a reboot; `None`: RAM only (a reboot needs a new token).
     pub store: Option<IdentityStore>,
+    /// Where the unacknowledged events and the command filter survive a reboot (flash);
+    /// `None`: RAM only (a reboot loses the waiting events).
+    pub outbox: Option<&'static mut dyn BlobStore>,
 }
 
 /// Why a connection ended.
@@ -97,7 +103,7 @@ impl TimeProvider for BootClock {
 }
 
 /// Runs the uplink for ever.
-pub async fn run(stack: Stack<'static>, s: Settings) -> ! {
+pub async fn run(stack: Stack<'static>, mut s: Settings) -> ! {
     let Some(addr) = s.token.addr.parse::<SocketAddrV4>().ok() else {
         defmt::warn!(
             "uplink: token address {} is not ip:port, no uplink",
@@ -111,7 +117,10 @@ pub async fn run(stack: Stack<'static>, s: Settings) -> ! {
         .store
         .and_then(|st| (st.load)())
         .and_then(|b| Identity::decode(&b));
-    let mut session = identity.as_ref().map(|id| new_session(id, s.random));
+    let mut outbox = s.outbox.take().map(OutboxStore::new);
+    // A stored outbox without an identity was the last enrollment's: replaced at the next.
+    let stored = outbox.as_mut().and_then(|o| o.load());
+    let mut session = (identity.as_ref()).map(|id| new_session(id, s.random, stored));
     if let Some(id) = &identity {
         defmt::info!(
             "uplink enrolled already appliance={} (token not used)",
@@ -131,6 +140,7 @@ pub async fn run(stack: Stack<'static>, s: Settings) -> ! {
         // Events wait in the outbox while the tunnel is down (DHCP's queue is short).
         if let Some(session) = session.as_mut() {
             report(&mut reporter, session, &s);
+            save(&mut outbox, session);
         }
         let mut socket = TcpSocket::new(stack, &mut rx, &mut tx);
         socket.set_timeout(Some(IDLE_TIMEOUT));
@@ -146,11 +156,14 @@ pub async fn run(stack: Stack<'static>, s: Settings) -> ! {
                     let saved = (store.save)(&id.encode());
                     defmt::info!("uplink identity stored={}", saved);
                 }
-                session = Some(new_session(&id, s.random));
+                let fresh = new_session(&id, s.random, None);
+                save(&mut outbox, &fresh);
+                session = Some(fresh);
                 identity = Some(id);
             }),
             (Some(id), Some(session)) => {
-                tunnel(&mut socket, addr, &s, id, session, &mut reporter).await
+                let state = (&mut reporter, &mut outbox);
+                tunnel(&mut socket, addr, &s, id, session, state).await
             }
             (Some(_), None) => Err(Fail::Protocol("no session")),
         };
@@ -171,8 +184,12 @@ pub async fn run(stack: Stack<'static>, s: Settings) -> ! {
     }
 }
 
-/// The session for `id`; commands are not persisted yet, so the filter starts empty.
-fn new_session(id: &Identity, random: &dyn RandomSource) -> Session<OUTBOX> {
+/// The session for `id`, from its stored state when there is one.
+fn new_session(
+    id: &Identity,
+    random: &dyn RandomSource,
+    stored: Option<Stored>,
+) -> Session<OUTBOX> {
     let hello = Hello {
         protocol: 0,
         appliance_id: id.appliance_id.as_str().try_into().unwrap_or_default(),
@@ -181,7 +198,18 @@ fn new_session(id: &Identity, random: &dyn RandomSource) -> Session<OUTBOX> {
         command_window: 0,
         boot_id: boot_id(random),
     };
-    Session::new(hello, CommandFilter::default())
+    match stored {
+        Some(s) => Session::restore(hello, s.filter, s.outbox, s.numbered),
+        None => Session::new(hello, CommandFilter::default()),
+    }
+}
+
+/// Stores the session's outbox and command filter if they changed (when the board keeps
+/// them).
+fn save(outbox: &mut Option<OutboxStore>, session: &Session<OUTBOX>) {
+    if let Some(o) = outbox.as_mut() {
+        o.save(session);
+    }
 }
 
 fn boot_id(random: &dyn RandomSource) -> u64 {
@@ -324,7 +352,7 @@ async fn tunnel(
     s: &Settings,
     id: &Identity,
     session: &mut Session<OUTBOX>,
-    reporter: &mut Reporter,
+    (reporter, outbox): (&mut Reporter, &mut Option<OutboxStore>),
 ) -> Result<(), Fail> {
     socket.connect(addr).await.map_err(|_| Fail::Tcp)?;
     let identity = TlsIdentity {
@@ -341,6 +369,8 @@ async fn tunnel(
     let mut timeout = CONNECT_TIMEOUT;
     loop {
         report(reporter, session, s);
+        // Stored before any of it is sent (acks of the last pass pruned it too).
+        save(outbox, session);
         if !tls.is_handshaking() {
             loop {
                 if pending.is_empty() {
@@ -387,6 +417,8 @@ async fn tunnel(
                         );
                     }
                     Action::Execute { id, command } => {
+                        // The filter that drops its resends is stored before it runs.
+                        save(outbox, session);
                         defmt::info!("uplink command id={} -> power task", id);
                         COMMANDS.send((id, command)).await;
                     }

@@ -1,5 +1,6 @@
 //! QEMU/TEST-ONLY: this board has no flash, so its "flash" is a host file reached over ARM
-//! semihosting (SYS_OPEN/SEEK/READ/WRITE), `qemu-flash.bin` in QEMU's working directory.
+//! semihosting (SYS_OPEN/SEEK/READ/WRITE) in QEMU's working directory: `qemu-flash.bin`
+//! for the leases, `qemu-outbox.bin` for the uplink's outbox (feature `uplink`).
 //! It is a plain byte medium; `flash_store::emulated::EmulatedNor` puts NOR rules on top, so
 //! the journal above it runs as it would on a real board, whose internal flash driver takes
 //! its place.
@@ -9,9 +10,11 @@ use flash_store::emulated::Medium;
 use semihosting::fs::File;
 use semihosting::io::{self, Read, Seek, SeekFrom, Write};
 
-const PATH: &core::ffi::CStr = c"qemu-flash.bin";
-/// The file's size: the emulated part.
-pub const SIZE: usize = 4 * 1024;
+/// The leases' file and its size (the emulated part).
+pub const LEASES: (&core::ffi::CStr, usize) = (c"qemu-flash.bin", 4 * 1024);
+/// The uplink outbox's file: two banks of 16 KiB, about 15 KiB of stored outbox each.
+#[cfg(feature = "uplink")]
+pub const OUTBOX: (&core::ffi::CStr, usize) = (c"qemu-outbox.bin", 32 * 1024);
 /// How long a medium write takes. A NOR part takes tens of microseconds to program a word
 /// and milliseconds to erase a page; a host file takes nothing, so a kill of QEMU would
 /// almost never land inside a write. Waiting here (at the 1 kHz tick's resolution) gives
@@ -20,6 +23,7 @@ const WRITE_TIME: Duration = Duration::from_micros(200);
 
 pub struct HostFile {
     file: File,
+    size: usize,
 }
 
 /// A failed semihosting call: the host's errno (-1 when it gave none). Logged with defmt as
@@ -34,27 +38,27 @@ impl From<io::Error> for HostError {
 }
 
 impl HostFile {
-    /// Opens the file, creating it when missing. A file shorter than [`SIZE`] (new, or cut
-    /// while being extended) is extended with 0xFF: the cells past its end were never
-    /// programmed, so they read as erased.
-    pub fn open() -> Result<HostFile, HostError> {
-        let file = match File::options().read(true).write(true).open(PATH) {
+    /// Opens the file (`LEASES` or `OUTBOX`), creating it when missing. A file shorter than
+    /// its size (new, or cut while being extended) is extended with 0xFF: the cells past its
+    /// end were never programmed, so they read as erased.
+    pub fn open((path, size): (&core::ffi::CStr, usize)) -> Result<HostFile, HostError> {
+        let file = match File::options().read(true).write(true).open(path) {
             Ok(file) => file,
             Err(_) => File::options()
                 .read(true)
                 .write(true)
                 .create(true)
                 .truncate(true)
-                .open(PATH)?,
+                .open(path)?,
         };
-        let mut f = HostFile { file };
-        let len = usize::try_from(f.file.metadata()?.len()).unwrap_or(SIZE);
-        if len < SIZE {
+        let mut f = HostFile { file, size };
+        let len = usize::try_from(f.file.metadata()?.len()).unwrap_or(size);
+        if len < size {
             f.file.seek(SeekFrom::Start(len as u64))?;
             let erased = [0xFF; 256];
             let mut at = len;
-            while at < SIZE {
-                let n = erased.len().min(SIZE - at);
+            while at < size {
+                let n = erased.len().min(size - at);
                 f.file.write_all(&erased[..n])?;
                 at += n;
             }
@@ -67,7 +71,7 @@ impl Medium for HostFile {
     type Error = HostError;
 
     fn capacity(&self) -> usize {
-        SIZE
+        self.size
     }
 
     fn read(&mut self, offset: usize, buf: &mut [u8]) -> Result<(), HostError> {

@@ -54,15 +54,16 @@ fn unix_at_boot() -> u64 {
     semihosting::sys::arm_compat::sys_time().map_or(0, |t| t as u64)
 }
 
-/// QEMU/TEST-ONLY: the lease flash is a host file under NOR rules (`host_flash.rs`).
-fn lease_flash() -> Option<LeaseFlash<Flash>> {
-    let medium = HostFile::open()
-        .map_err(|e| defmt::warn!("store: no flash ({}), leases in RAM only", e))
+/// QEMU/TEST-ONLY: a flash region is a host file under NOR rules (`host_flash.rs`), two
+/// banks of half the file each; `what` names it in the log when the file cannot be used.
+fn host_flash(file: (&core::ffi::CStr, usize), what: &str) -> Option<LeaseFlash<Flash>> {
+    let medium = HostFile::open(file)
+        .map_err(|e| defmt::warn!("{}: no flash ({}), RAM only", what, e))
         .ok()?;
     Some(LeaseFlash {
         flash: Flash::new(medium),
         base: 0,
-        bank_len: (host_flash::SIZE / 2) as u32,
+        bank_len: (file.1 / 2) as u32,
     })
 }
 
@@ -106,7 +107,7 @@ async fn main(spawner: Spawner) {
     let unix = unix_at_boot();
     #[cfg(feature = "uplink")]
     uplink::start(spawner, stack, board.token.as_deref(), unix);
-    board_services::dhcp::serve(stack, dhcp, unix, lease_flash()).await
+    board_services::dhcp::serve(stack, dhcp, unix, host_flash(host_flash::LEASES, "store")).await
 }
 
 /// Logs the panic and ends the QEMU run with a failure status.

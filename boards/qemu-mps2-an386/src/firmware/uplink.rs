@@ -6,6 +6,7 @@
 use alloc::vec::Vec;
 use core::mem::MaybeUninit;
 
+use board_services::blob::{BlobJournal, BlobStore};
 use board_services::heap::TrackedHeap;
 use board_services::uplink::{IdentityStore, Settings, run};
 use defmt::Display2Format;
@@ -19,6 +20,7 @@ use semihosting::fs::{self, File};
 use semihosting::io::Read;
 
 use super::host_random::HostRandom;
+use super::{Flash, host_flash};
 
 /// QEMU/TEST-ONLY: the identity is a host file beside the lease flash (semihosting); a
 /// real board keeps it in a flash region of its own.
@@ -74,9 +76,18 @@ pub fn start(spawner: Spawner, stack: Stack<'static>, token: Option<&str>, unix_
             load: load_identity,
             save: save_identity,
         }),
+        outbox: outbox_store(),
     };
     spawner.spawn(defmt::unwrap!(uplink_task(stack, settings))); // ok: boot-time init, one task instance
     spawner.spawn(defmt::unwrap!(power_task(stack))); // ok: boot-time init, one task instance
+}
+
+/// The outbox's flash (QEMU/TEST-ONLY: a host file under NOR rules, as the leases').
+fn outbox_store() -> Option<&'static mut dyn BlobStore> {
+    static STORE: StaticCell<BlobJournal<Flash>> = StaticCell::new();
+    let region = host_flash(host_flash::OUTBOX, "uplink outbox")?;
+    let store = BlobJournal::mount(region, "uplink outbox")?;
+    Some(STORE.init(store))
 }
 
 fn load_identity() -> Option<Vec<u8>> {
