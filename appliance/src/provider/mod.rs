@@ -20,6 +20,8 @@
 
 mod goal;
 pub mod power;
+#[cfg(test)]
+mod tests;
 
 use uplink::{BootTarget as Wanted, Command, Config, MachineId, Outcome, Url};
 
