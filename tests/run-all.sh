@@ -50,8 +50,9 @@ step "host simulator: the boot storm (virtual time), the main job with tunnel cu
 cargo build -p host-sim -p provider
 cargo run -q -p host-sim -- rack --boot-only --machines 48 --seed 1
 cargo run -q -p host-sim -- rack --machines 48 --seed 1 --cuts 5 --restarts 2 --kernel-kib 128
-# The lifecycle from the stand-in Omni through the provider's Omni adapter (about 70 s).
-cargo run -q -p host-sim -- rack --machines 8 --seed 1 --kernel-kib 128 --omni
+# The lifecycle from the stand-in Omni through the provider's Omni adapter, its watches
+# dropped at each tunnel cut (about 70 s).
+cargo run -q -p host-sim -- rack --machines 8 --seed 1 --kernel-kib 128 --omni --cuts 3
 
 step "fuzz: every target, ${FUZZ_SECONDS}s each"
 (
