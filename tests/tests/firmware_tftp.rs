@@ -57,6 +57,19 @@ fn atftp(ns: &Netns, what: &str, options: &[&str], remote: &str, local: &Path) -
     trace
 }
 
+/// The first firmware log line that `pred` accepts within `timeout`; panics (with the log)
+/// without one.
+fn log_line(
+    board: &mut Board,
+    what: &str,
+    timeout: Duration,
+    pred: impl Fn(&str) -> bool,
+) -> String {
+    board
+        .wait_line(what, timeout, pred)
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// The first trace line with `needle`, trimmed, or "(none)".
 fn trace_line<'a>(trace: &'a str, needle: &str) -> &'a str {
     trace
@@ -65,23 +78,28 @@ fn trace_line<'a>(trace: &'a str, needle: &str) -> &'a str {
         .map_or("(none)", str::trim)
 }
 
-#[test]
-fn atftp_fetches_a_boot_asset_with_options_and_plain() {
-    let Some(elf) = firmware::elf_for_test() else {
-        return;
-    };
+/// The release firmware with undionly.kpxe in its asset region, booted on a TAP in a new
+/// rack, and a client namespace at [`CLIENT_IP`]; `None` when the test is skipped.
+fn board_with_undionly(test: &str) -> Option<(Workdir, Rack, Board, Netns)> {
+    let elf = firmware::elf_for_test()?;
     require_tool("atftp", "atftp");
-    let wd = Workdir::new("fw-atftp");
+    let wd = Workdir::new(test);
     let asset = format!("undionly.kpxe={UNDIONLY}");
     let image = firmware::build_image(&wd, &elf, "10.77.0.100-10.77.0.199", &["--asset", &asset]);
-    let rack = Rack::new("fw-atftp");
+    let rack = Rack::new(test);
     let mut board = Board::boot_image(&rack, &wd, &image, "fwt0");
-    board
-        .wait_line("the firmware's start line", BOOT, |l| {
-            l.contains("qemu-mps2-an386 up")
-        })
-        .unwrap_or_else(|e| panic!("{e}"));
+    log_line(&mut board, "the firmware's start line", BOOT, |l| {
+        l.contains("qemu-mps2-an386 up")
+    });
     let ns = rack.host("c1", None, &[&format!("{CLIENT_IP}/24")]);
+    Some((wd, rack, board, ns))
+}
+
+#[test]
+fn atftp_fetches_a_boot_asset_with_options_and_plain() {
+    let Some((wd, _rack, mut board, ns)) = board_with_undionly("fw-atftp") else {
+        return;
+    };
     let size = std::fs::metadata(UNDIONLY).expect("undionly.kpxe").len();
 
     // Options: blksize 1428 granted, tsize answered with the size, windowsize 8 capped at
@@ -107,10 +125,8 @@ fn atftp_fetches_a_boot_asset_with_options_and_plain() {
     eprintln!("  {data} DATA received, {acks} ACKs sent");
     assert!(acks * 3 < data, "{acks} ACKs for {data} DATA: no windows");
     let done = format!("blksize=1428 windowsize=4 tsize={size} -> DONE bytes={size} ms=");
-    let line = board
-        .wait_line(&done, LOG, |l| l.contains(&done))
-        .unwrap_or_else(|e| panic!("{e}"));
-    eprintln!("firmware: {line}");
+    let done_line = log_line(&mut board, &done, LOG, |l| l.contains(&done));
+    eprintln!("firmware: {done_line}");
 
     // Plain RFC 1350: no option at all (atftp's `--option "... disable"` would put
     // "disable" on the wire as a value), so no OACK; 512-byte blocks in lockstep.
@@ -130,10 +146,74 @@ fn atftp_fetches_a_boot_asset_with_options_and_plain() {
         "an OACK without options"
     );
     let done = format!("blksize=512 windowsize=1 size={size} -> DONE bytes={size} ms=");
-    let line = board
-        .wait_line(&done, LOG, |l| l.contains(&done))
-        .unwrap_or_else(|e| panic!("{e}"));
-    eprintln!("firmware: {line}");
+    let done_line = log_line(&mut board, &done, LOG, |l| l.contains(&done));
+    eprintln!("firmware: {done_line}");
+}
+
+/// A "client" whose address answers no ARP (a host gone mid-transfer, or a forged RRQ): the
+/// board's packets to it can never leave, and smoltcp keeps such a datagram at the head of
+/// its socket's queue for ever. Every transfer shares that socket, so the board must drop
+/// the stuck queue (the server resends what mattered) or no client is served again.
+#[test]
+fn a_client_that_answers_no_arp_does_not_stall_the_others() {
+    let Some((wd, rack, mut board, ns)) = board_with_undionly("fw-tftp-noarp") else {
+        return;
+    };
+    require_tool("tftp", "tftp-hpa");
+    let ghost_ip = "10.77.0.222";
+    let ghost = rack.host("ghost", None, &[&format!("{ghost_ip}/24")]);
+    let mac = firmware::FIRMWARE_MAC;
+    // It knows the board's MAC (so it never ARPs) and answers no ARP request.
+    let neigh = [
+        "neigh",
+        "replace",
+        APPLIANCE_IP,
+        "lladdr",
+        mac,
+        "dev",
+        "eth0",
+    ];
+    ghost.ip(&[&neigh[..], &["nud", "permanent"]].concat());
+    ghost.must("sysctl", &["-qw", "net.ipv4.conf.eth0.arp_ignore=8"]);
+    let mut cmd = ghost.command("tftp");
+    cmd.args(["-m", "binary", APPLIANCE_IP, "-c", "get", "undionly.kpxe"])
+        .arg(wd.file("ghost.kpxe"));
+    let _ghost_client = Child::spawn("ghost tftp", &mut cmd, &wd.file("ghost.log"));
+    let started = format!("from={ghost_ip}:");
+    log_line(&mut board, "the ghost's transfer", LOG, |l| {
+        l.contains(&started) && l.contains("-> START")
+    });
+
+    // Meanwhile, and while the server retries the ghost (about 25 s), others are served.
+    for i in 0..3 {
+        let got = wd.file(&format!("got-{i}.kpxe"));
+        let what = format!("atftp get undionly.kpxe #{i} beside the ghost");
+        atftp(
+            &ns,
+            &what,
+            &["blksize 1428", "windowsize 4"],
+            "undionly.kpxe",
+            &got,
+        );
+        boot::assert_same_file(&got, Path::new(UNDIONLY));
+    }
+    let stalled = log_line(&mut board, "the stalled queue dropped", LOG, |l| {
+        l.contains("tftp send queue stalled")
+    });
+    eprintln!("firmware: {stalled}");
+    let gave_up = log_line(&mut board, "the ghost's transfer given up", CLIENT, |l| {
+        l.contains(&started) && l.contains("-> ABORT reason=")
+    });
+    eprintln!("firmware: {gave_up}");
+    let got = wd.file("got-after.kpxe");
+    atftp(
+        &ns,
+        "atftp get undionly.kpxe afterwards",
+        &[],
+        "undionly.kpxe",
+        &got,
+    );
+    boot::assert_same_file(&got, Path::new(UNDIONLY));
 }
 
 /// A number after `key=` in `line`.
@@ -223,7 +303,9 @@ fn sixty_four_transfers_at_once_with_the_uplink_up() {
     let mut provider = Provider::start(&rack, &wd);
     let token = provider.token();
     let blob = wd.file("blob.bin");
-    boot::random_file(&blob, 256 * 1024, 64);
+    // Large enough that the first transfer is still running when the last client has started
+    // (starting 64 processes in the namespace takes a second or two).
+    boot::random_file(&blob, 768 * 1024, 64);
     let asset = format!("blob.bin={}", blob.display());
     let image = firmware::build_image(
         &wd,
@@ -233,12 +315,10 @@ fn sixty_four_transfers_at_once_with_the_uplink_up() {
     );
     let mut board = Board::boot_image(&rack, &wd, &image, "fwt1");
     let want = format!("tftp listening port=69 transfers={TRANSFERS} ");
-    board
-        .wait_line(&want, BOOT, |l| l.contains(&want))
-        .unwrap_or_else(|e| panic!("{e}"));
-    let connected = board
-        .wait_line("the tunnel", UPLINK, |l| l.contains("uplink connected"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    log_line(&mut board, &want, BOOT, |l| l.contains(&want));
+    let connected = log_line(&mut board, "the tunnel", UPLINK, |l| {
+        l.contains("uplink connected")
+    });
     eprintln!("firmware: {connected}");
 
     // 64 clients at once: even ones atftp (blksize 1428, windowsize 4), odd ones tftp-hpa

@@ -14,6 +14,13 @@
 //! the one block buffer) and sent first when the stack has drained the socket, which wakes
 //! the task. The task also sleeps on the sockets' receive wakers and a timer at `poll_at`
 //! (retransmissions).
+//!
+//! A datagram to an address that answers no ARP (a client gone mid-transfer, a forged RRQ)
+//! stays at the head of a smoltcp socket's queue for ever, and with one socket every
+//! transfer waits behind it. So a packet held longer than [`STALL_MS`] means the queue is
+//! stuck: the socket is closed and bound again, which drops what it held, and the server's
+//! retransmissions resend what mattered (each retry to the dead address stalls the others
+//! that long again, until its transfer times out, about 25 s).
 
 use core::convert::Infallible;
 use core::future::{Future, poll_fn};
@@ -50,6 +57,9 @@ const MAX_BLKSIZE: u16 = 1468;
 /// The largest window granted (RFC 7440).
 const MAX_WINDOW: u16 = 4;
 const PACKET: usize = 4 + MAX_BLKSIZE as usize;
+/// How long a packet may wait for room before the transfers' socket counts as stuck behind
+/// an address that answers no ARP (smoltcp asks once a second; a live host answers at once).
+const STALL_MS: u64 = 1500;
 /// An ERROR (the server's messages are short static texts).
 const ERROR_PACKET: usize = 128;
 
@@ -139,7 +149,7 @@ pub async fn serve<S: AssetStore>(stack: Stack<'static>, mut store: S) -> ! {
     let mut listener_buffers = ListenerBuffers::NEW;
     let listener = listener_buffers.bind(stack, TFTP_PORT);
     let mut transfer_buffers = TransferBuffers::NEW;
-    let transfers = transfer_buffers.bind(stack, TRANSFER_PORT);
+    let mut transfers = transfer_buffers.bind(stack, TRANSFER_PORT);
     defmt::info!(
         "tftp listening port={} transfers={} transfer_port={}",
         TFTP_PORT,
@@ -149,9 +159,10 @@ pub async fn serve<S: AssetStore>(stack: Stack<'static>, mut store: S) -> ! {
 
     let mut rx = [0u8; 1024];
     let mut reply = [0u8; ERROR_PACKET];
-    // The one block buffer: what `dispatch` wrote, kept while `held` waits for room.
+    // The one block buffer: what `dispatch` wrote, kept while `held` waits for room (with
+    // the time it started waiting).
     let mut tx = [0u8; PACKET];
-    let mut held: Option<Transmit> = None;
+    let mut held: Option<(Transmit, u64)> = None;
     let never: Infallible = poll_fn(|cx| {
         while let Poll::Ready(r) = listener.poll_recv_from(&mut rx, cx) {
             let Ok((len, meta)) = r else { continue };
@@ -171,13 +182,14 @@ pub async fn serve<S: AssetStore>(stack: Stack<'static>, mut store: S) -> ! {
             }
             log_events(&mut server);
         }
-        // Bounded: each turn sends a packet or stops; `dispatch` runs dry once every due
-        // window is out.
+        // Bounded: each turn sends a packet, drops one or stops; `dispatch` runs dry once
+        // every due window is out.
         loop {
-            let t = match held.take() {
-                Some(t) => t,
-                None => match server.dispatch(now_ms(), &mut store, &mut tx) {
-                    Some(t) => t,
+            let now = now_ms();
+            let (t, since) = match held.take() {
+                Some(h) => h,
+                None => match server.dispatch(now, &mut store, &mut tx) {
+                    Some(t) => (t, now),
                     None => break,
                 },
             };
@@ -187,19 +199,31 @@ pub async fn serve<S: AssetStore>(stack: Stack<'static>, mut store: S) -> ! {
                 Poll::Ready(Err(e)) => {
                     defmt::warn!("tftp send to={}: {}", Display2Format(&t.dst), e)
                 }
+                Poll::Pending if now.saturating_sub(since) >= STALL_MS => {
+                    defmt::warn!(
+                        "tftp send queue stalled ms={} (an address that answers no ARP?): dropped",
+                        now - since
+                    );
+                    transfers.close();
+                    // ok: boot-time port, free again since the close just above
+                    defmt::unwrap!(transfers.bind(TRANSFER_PORT), "tftp: rebind");
+                }
                 // Full: the stack wakes the task when it has sent one.
                 Poll::Pending => {
-                    held = Some(t);
+                    held = Some((t, since));
                     break;
                 }
             }
         }
         log_events(&mut server);
         // Wake at the next retransmission deadline (at once if packets are waiting: a new
-        // timer's first poll always schedules its wake, even when it is already due).
-        if held.is_none()
-            && let Some(at) = server.poll_at()
-        {
+        // timer's first poll always schedules its wake, even when it is already due); while
+        // a packet is held, when it would count as stalled.
+        let wake_at = match held {
+            Some((_, since)) => Some(since + STALL_MS),
+            None => server.poll_at(),
+        };
+        if let Some(at) = wake_at {
             let _ = Pin::new(&mut Timer::at(Instant::from_millis(at))).poll(cx);
         }
         Poll::Pending
