@@ -191,4 +191,7 @@ fn events_queued_while_the_provider_is_down_survive_a_reboot() {
     .unwrap_or_else(|e| panic!("{e}\n{}", provider.cli(&["appliances", "--json"])));
     assert_eq!(provider.appliance_count("refused_events"), 0);
     eprintln!("events applied {applied}, last queued before the reboot {last_seq}");
+    for l in board.lines().iter().filter(|l| l.contains("high_water")) {
+        eprintln!("{l}");
+    }
 }

@@ -119,8 +119,7 @@ pub async fn run(stack: Stack<'static>, mut s: Settings) -> ! {
         .and_then(|b| Identity::decode(&b));
     let mut outbox = s.outbox.take().map(OutboxStore::new);
     // A stored outbox without an identity was the last enrollment's: replaced at the next.
-    let stored = outbox.as_mut().and_then(|o| o.load());
-    let mut session = (identity.as_ref()).map(|id| new_session(id, s.random, stored));
+    let mut session = (identity.as_ref()).map(|id| restore_session(id, s.random, &mut outbox));
     if let Some(id) = &identity {
         defmt::info!(
             "uplink enrolled already appliance={} (token not used)",
@@ -156,9 +155,10 @@ pub async fn run(stack: Stack<'static>, mut s: Settings) -> ! {
                     let saved = (store.save)(&id.encode());
                     defmt::info!("uplink identity stored={}", saved);
                 }
-                let fresh = new_session(&id, s.random, None);
-                save(&mut outbox, &fresh);
-                session = Some(fresh);
+                session = Some(new_session(&id, s.random, None));
+                if let Some(fresh) = &session {
+                    save(&mut outbox, fresh);
+                }
                 identity = Some(id);
             }),
             (Some(id), Some(session)) => {
@@ -184,6 +184,18 @@ pub async fn run(stack: Stack<'static>, mut s: Settings) -> ! {
     }
 }
 
+/// The session for `id` from the stored state, if any. Not inlined:
+/// the stored outbox (about 18 KiB) then sits on the stack at boot only, not in the frame
+/// of every poll of the uplink's future (that cost 17.6 KiB of stack high-water).
+#[inline(never)]
+fn restore_session(
+    id: &Identity,
+    random: &dyn RandomSource,
+    outbox: &mut Option<OutboxStore>,
+) -> Session<OUTBOX> {
+    new_session(id, random, outbox.as_mut().and_then(|o| o.load()))
+}
+
 /// The session for `id`, from its stored state when there is one.
 fn new_session(
     id: &Identity,
@@ -198,9 +210,16 @@ fn new_session(
         command_window: 0,
         boot_id: boot_id(random),
     };
-    match stored {
-        Some(s) => Session::restore(hello, s.filter, s.outbox, s.numbered),
-        None => Session::new(hello, CommandFilter::default()),
+    let Some(stored) = stored else {
+        return Session::new(hello, CommandFilter::default());
+    };
+    let (filter, numbered) = (stored.filter, stored.numbered);
+    match stored.outbox() {
+        Some(outbox) => Session::restore(hello, filter, outbox, numbered),
+        None => {
+            defmt::warn!("uplink outbox: stored events out of order, dropped");
+            Session::new(hello, filter)
+        }
     }
 }
 

@@ -9,18 +9,27 @@
 use alloc::vec::Vec;
 
 use uplink::frame::{self, FrameDecoder, HEADER, MAX_FRAME};
-use uplink::{CommandFilter, Outbox, Session, ToProvider};
+use uplink::{CommandFilter, Outbox, Sequenced, Session, ToProvider};
 
 use super::OUTBOX;
 use crate::blob::BlobStore;
 
 const VERSION: u8 = 1;
 
-/// What a stored copy restores.
+/// What a stored copy restores; the events on the heap, so that only the session's own
+/// outbox is ever on the stack.
 pub struct Stored {
-    pub outbox: Outbox<OUTBOX>,
+    pub next_seq: u64,
+    pub events: Vec<Sequenced>,
     pub numbered: bool,
     pub filter: CommandFilter,
+}
+
+impl Stored {
+    /// The outbox it holds; `None` for events out of order or too many.
+    pub fn outbox(self) -> Option<Outbox<OUTBOX>> {
+        Outbox::restore(self.next_seq, self.events)
+    }
 }
 
 /// The board's store and what it last stored, to skip rewriting an unchanged state.
@@ -36,15 +45,17 @@ impl OutboxStore {
         OutboxStore { store, saved: None }
     }
 
-    /// The stored state, if any and readable (logged either way).
+    /// The stored state, if any and readable (logged either way). Not inlined, as `save`:
+    /// their buffers stay out of the uplink future's frame.
+    #[inline(never)]
     pub fn load(&mut self) -> Option<Stored> {
         let bytes = self.store.load()?;
         let stored = decode(&bytes);
         match &stored {
             Some(s) => defmt::info!(
                 "uplink outbox restored events={} next_seq={} numbered={}",
-                s.outbox.len(),
-                s.outbox.next_seq(),
+                s.events.len(),
+                s.next_seq,
                 s.numbered
             ),
             None => defmt::warn!("uplink outbox: stored copy damaged, dropped"),
@@ -53,6 +64,7 @@ impl OutboxStore {
     }
 
     /// Stores the session's state if it changed since the last call.
+    #[inline(never)]
     pub fn save<const N: usize>(&mut self, session: &Session<N>) {
         let outbox = session.outbox();
         let oldest = outbox.iter().next().map_or(0, |e| e.seq);
@@ -113,7 +125,8 @@ fn decode(bytes: &[u8]) -> Option<Stored> {
     }
     decoder.finish().ok()?;
     Some(Stored {
-        outbox: Outbox::restore(u64::from_le_bytes(*next_seq), events)?,
+        next_seq: u64::from_le_bytes(*next_seq),
+        events,
         numbered: numbered == 1,
         filter,
     })
