@@ -31,7 +31,8 @@ use uplink_tls::{Entropy, RandomSource};
 
 use crate::dhcp::{INVENTORY, MACHINES};
 
-/// BMCs a board drives (each IPMI client is about 1 KiB of RAM).
+/// BMCs a board drives: about 1.2 KiB of RAM each (its IPMI client, and room for the one
+/// that replaces it when credentials change mid-operation); the task is 16 KiB in all.
 pub const BMCS: usize = 8;
 /// Commands from the uplink; the uplink waits while the port has two unread.
 pub static COMMANDS: Channel<CriticalSectionRawMutex, (u64, Command), 2> = Channel::new();
