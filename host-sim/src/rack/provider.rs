@@ -29,8 +29,11 @@ pub struct InProcess {
     pub api: SocketAddr,
     /// A single-use token naming `dial_name` and the front's port.
     pub token: EnrollmentToken,
-    /// With `--omni`: the stand-in Omni the provider's adapter follows.
+    /// With `--omni`: the stand-in Omni the provider's adapter follows, and the runtime it
+    /// runs on (its own, as Omni is another service: its signature checks do not hold up
+    /// the provider's tasks).
     pub omni: Option<Omni>,
+    _omni_runtime: Option<Runtime>,
     /// Runs the front and the API; dropping it stops them.
     _runtime: Runtime,
 }
@@ -78,13 +81,20 @@ impl InProcess {
             .map_err(|e| format!("token: {e}"))?;
         runtime.spawn(front.serve());
         runtime.spawn(api::serve(api, provider.clone(), endpoint));
-        let omni = omni.map(|heartbeat| start_omni(&runtime, &provider, heartbeat));
+        let (omni, omni_runtime) = match omni {
+            Some(heartbeat) => {
+                let (omni, rt) = start_omni(&runtime, &provider, heartbeat)?;
+                (Some(omni), Some(rt))
+            }
+            None => (None, None),
+        };
         Ok(InProcess {
             provider,
             listen,
             api: api_addr,
             token,
-            omni: omni.transpose()?,
+            omni,
+            _omni_runtime: omni_runtime,
             _runtime: runtime,
         })
     }
@@ -106,15 +116,20 @@ impl InProcess {
 /// The provider id the rack registers with the stand-in as.
 const PROVIDER_ID: &str = "rack";
 
-/// The stand-in Omni on loopback with a fresh service account, and the provider's adapter
-/// signing with that account's key.
+/// The stand-in Omni on loopback, on a runtime of its own, with a fresh service account;
+/// the provider's adapter on the provider's `runtime`, signing with that account's key.
 fn start_omni(
     runtime: &Runtime,
     provider: &Arc<Provider>,
     heartbeat: Duration,
-) -> Result<Omni, String> {
+) -> Result<(Omni, Runtime), String> {
+    let omni_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("tokio: {e}"))?;
     let account = ServiceAccount::generate(PROVIDER_ID);
-    let (omni, addr) = runtime.block_on(Omni::start(account.public(), PROVIDER_ID));
+    let (omni, addr) = omni_runtime.block_on(Omni::start(account.public(), PROVIDER_ID));
     let signer = Signer::from_service_account_key(&account.key_file).map_err(|e| e.to_string())?;
     let options = Options {
         endpoint: format!("http://{addr}"),
@@ -124,5 +139,5 @@ fn start_omni(
         heartbeat,
     };
     runtime.spawn(run_forever(provider.clone(), options));
-    Ok(omni)
+    Ok((omni, omni_runtime))
 }
