@@ -81,7 +81,7 @@ async fn schematics_once_per_content_and_installs_chain_them() {
     assert_eq!(
         args,
         [
-            "talos.config=http://${next-server}:8080/config?u=${uuid}",
+            "talos.config=http://${66:string}:8080/config?u=${uuid}",
             "console=ttyS0",
             "net.ifnames=0"
         ]
@@ -91,7 +91,7 @@ async fn schematics_once_per_content_and_installs_chain_them() {
     let (status, script) = f.get(&url).await;
     assert_eq!(status, 200);
     assert!(
-        script.contains("talos.config=http://${next-server}:8080/config?u=${uuid} console=ttyS0"),
+        script.contains("talos.config=http://${66:string}:8080/config?u=${uuid} console=ttyS0"),
         "{script}"
     );
 

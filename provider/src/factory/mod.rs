@@ -31,22 +31,25 @@ pub const METAL_AGENT: &str = "siderolabs/metal-agent";
 pub const JOIN_CONFIG_PATH: &str = "/config";
 
 /// The kernel arguments that make Talos fetch its join config from the appliance that
-/// booted it: `talos.config=http://${next-server}[:port]/config?u=${uuid}`.
+/// booted it: `talos.config=http://${66:string}[:port]/config?u=${uuid}`.
 ///
-/// Why `${next-server}`: one schematic must serve every rack, and only the boot knows which
+/// Why `${66:string}`: one schematic must serve every rack, and only the boot knows which
 /// appliance it came from. iPXE expands `${...}` settings in every command it runs, the
-/// factory script's `kernel` line included, and `next-server` is the `siaddr` of the DHCP
-/// reply, which the appliance sets to itself in every boot offer (`appliance::dhcp::pxe`).
-/// The appliance hands Image Factory URLs to iPXE directly in its DHCP reply, so no script
-/// of its own runs first that could set a variable. `${uuid}` is iPXE's SMBIOS UUID (Talos
-/// would expand it too). The port is the appliances' HTTP port, the same on every rack.
+/// factory script's `kernel` line included, and DHCP option 66 (TFTP server name) is the
+/// appliance's address in every boot reply it sends iPXE, which asks for it. As a proxyDHCP
+/// server the appliance's option still wins: the site's reply normally has no 66, so iPXE's
+/// lookup falls through to the proxy offer. `${next-server}` does not: the site's server
+/// sets `siaddr` (dnsmasq to itself), which iPXE prefers (both seen with a real iPXE in
+/// e2e `ipxe_join_url`). The appliance hands Image Factory URLs to iPXE directly in its DHCP
+/// reply, so no script of its own runs first that could set a variable. `${uuid}` is iPXE's
+/// SMBIOS UUID. The port is the appliances' HTTP port, the same on every rack.
 pub fn join_kernel_args(appliance_http_port: u16) -> Vec<String> {
     let port = match appliance_http_port {
         80 => String::new(),
         p => format!(":{p}"),
     };
     vec![format!(
-        "talos.config=http://${{next-server}}{port}{JOIN_CONFIG_PATH}?u=${{uuid}}"
+        "talos.config=http://${{66:string}}{port}{JOIN_CONFIG_PATH}?u=${{uuid}}"
     )]
 }
 
@@ -263,7 +266,7 @@ mod tests {
         let agent = Schematic::agent(&join_kernel_args(8080));
         assert_eq!(
             agent.kernel_args,
-            ["talos.config=http://${next-server}:8080/config?u=${uuid}"]
+            ["talos.config=http://${66:string}:8080/config?u=${uuid}"]
         );
         assert_eq!(table.id(&agent), None);
         assert_eq!(table.id(&agent), None);
@@ -273,7 +276,7 @@ mod tests {
         assert!(table.missing().is_empty());
         assert_eq!(
             join_kernel_args(80),
-            ["talos.config=http://${next-server}/config?u=${uuid}"]
+            ["talos.config=http://${66:string}/config?u=${uuid}"]
         );
     }
 }

@@ -166,7 +166,7 @@ fn installs_wait_for_their_schematic_and_carry_no_kernel_args() {
     assert_eq!(
         want.kernel_args,
         [
-            "talos.config=http://${next-server}/config?u=${uuid}",
+            "talos.config=http://${66:string}/config?u=${uuid}",
             "console=ttyS0"
         ]
     );
