@@ -182,3 +182,84 @@ async fn the_factory_ca_is_needed() {
     assert_eq!(id.len(), 64);
     assert!(Client::new(&f.url(), Some(b"not a certificate")).is_err());
 }
+
+/// `provider serve` with the boot flags: a bad CA file or an oversized join config stops it
+/// with the reason; good ones make it create the agent's schematic on the factory at start.
+#[tokio::test]
+async fn serve_takes_the_boot_flags() {
+    let f = Factory::start().await;
+    let dir = support::state_dir("factory-serve");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let serve = |extra: &[&str]| {
+        let mut cmd = std::process::Command::new(support::service::BIN);
+        cmd.args(["serve", "--state-dir"])
+            .arg(dir.join("state"))
+            .args(["--api", "127.0.0.1:0", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        cmd
+    };
+    let big = file(
+        "big.yaml",
+        &"x".repeat(uplink::message::JOIN_CONFIG_MAX + 1),
+    );
+    let no_pem = file("empty.pem", "no certificate here\n");
+    for (flags, why) in [
+        (vec!["--join-config", big.as_str()], "more than the 736"),
+        (
+            vec!["--image-factory-ca", "/nonexistent.pem"],
+            "--image-factory-ca",
+        ),
+        (
+            vec!["--image-factory-ca", no_pem.as_str()],
+            "no PEM certificate",
+        ),
+    ] {
+        let out = serve(&flags).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(why),
+            "{flags:?}: {err}"
+        );
+    }
+    let join = file(
+        "join.yaml",
+        "apiVersion: v1alpha1\nkind: SideroLinkConfig\n",
+    );
+    let ca = file("ca.pem", &f.ca_pem);
+    let url = f.url();
+    let mut child = serve(&[
+        "--join-config",
+        &join,
+        "--image-factory-url",
+        &url,
+        "--image-factory-ca",
+        &ca,
+        "--agent-talos-version",
+        "v1.10.0",
+        "--appliance-http-port",
+        "8080",
+    ])
+    .spawn()
+    .unwrap();
+    let mut agent = None;
+    for _ in 0..200 {
+        agent = (f.seen.lock().unwrap().schematics.values())
+            .find(|(_, exts)| exts.iter().any(|e| e == factory::METAL_AGENT))
+            .cloned();
+        if agent.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let (args, _) = agent.expect("serve created the agent schematic");
+    assert_eq!(args, factory::join_kernel_args(8080));
+}

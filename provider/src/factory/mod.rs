@@ -184,6 +184,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// changes) and kept for the Omni heartbeat; the machines keep booting the agent meanwhile.
 pub async fn run(provider: Arc<Provider>, factory: client::Factory) {
     let schematics = provider.store.config().lifecycle.schematics.clone();
+    // The agent's schematic first, before any appliance asks for its configuration.
+    let _ = crate::lifecycle::agent_url(&provider.store.config().lifecycle);
     let mut backoff = FIRST_BACKOFF;
     loop {
         let mut failed = None;
