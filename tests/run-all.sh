@@ -31,6 +31,14 @@ cargo build -p qemu-mps2-an386 --release --target thumbv7em-none-eabihf
 cargo run -q -p images -- footprint target/thumbv7em-none-eabihf/release/qemu-mps2-an386 \
     --budget boards/budget.txt --board qemu-mps2-an386
 
+step "firmware for the QEMU board with its uplink and 64 TFTP transfers (the variant e2e firmware_tftp runs)"
+cargo build -p qemu-mps2-an386 --profile firmware --target thumbv7em-none-eabihf \
+    --features uplink,board-services/tftp-transfers-64
+cp target/thumbv7em-none-eabihf/firmware/qemu-mps2-an386 \
+    target/thumbv7em-none-eabihf/firmware/qemu-mps2-an386-tftp64
+cargo run -q -p images -- footprint target/thumbv7em-none-eabihf/firmware/qemu-mps2-an386-tftp64 \
+    --budget boards/budget.txt --board qemu-mps2-an386+uplink+tftp64
+
 step "firmware for the QEMU board with its uplink (TLS), profile firmware (size, fat LTO)"
 cargo build -p qemu-mps2-an386 --profile firmware --target thumbv7em-none-eabihf --features uplink
 cargo run -q -p images -- footprint target/thumbv7em-none-eabihf/firmware/qemu-mps2-an386 \
