@@ -4,7 +4,7 @@
 //! the machine, and [`apply_change`] applies an operator's (or Omni's) change.
 
 use serde::{Deserialize, Serialize};
-use uplink::{BmcCredentials, BootMode, BootTarget, Command, Outcome, PowerAction};
+use uplink::{BmcCredentials, BootMode, BootTarget, Command, Outcome, PowerAction, Served};
 
 use uplink::Url;
 
@@ -468,23 +468,46 @@ pub fn apply_change(
 }
 
 /// The appliance reports the machine fetched a boot. The appliance only sees what a
-/// machine fetches, so the first boot of a target stands for its completion: an install
-/// served marks the machine installed, an agent with a wipe order served marks it wiped.
-/// (Omni's adapter may confirm these from the agent and Talos instead.)
-pub fn boot_served(m: &mut Machine, what: String) {
+/// machine fetches, so the boot its target names, once served, stands for its completion:
+/// an install served marks the machine installed, an agent with a wipe order served marks it
+/// wiped. Any other fetch (iPXE over TFTP, the appliance's boot script) is only a step on the
+/// way: counting it would power the machine off mid-boot. `agent_url` is the appliance's
+/// (empty: its own kernel and initrd). (Omni's adapter may confirm these from the agent and
+/// Talos instead.)
+pub fn boot_served(m: &mut Machine, what: &Served, agent_url: &Url) {
+    let named = m
+        .delivered
+        .boot
+        .as_ref()
+        .is_some_and(|t| names(t, what, agent_url));
     match &m.delivered.boot {
-        Some(BootTarget::Install { .. }) if m.allocation.is_some() && !m.installed => {
+        Some(BootTarget::Install { .. }) if named && m.allocation.is_some() && !m.installed => {
             m.installed = true;
             m.install_event_id += 1;
         }
         Some(BootTarget::Agent { wipe_id: Some(w) })
-            if m.wipe_id.as_deref() == Some(w.as_str()) =>
+            if named && m.wipe_id.as_deref() == Some(w.as_str()) =>
         {
             m.wiped = m.wipe_id.clone();
         }
         _ => {}
     }
-    m.last_boot = Some(what);
+    m.last_boot = Some(match what {
+        Served::TftpFile(f) => format!("tftp {f}"),
+        Served::Script(u) => format!("script {u}"),
+        Served::KernelUrl(u) => format!("kernel {u}"),
+    });
+}
+
+/// Whether `what` is the boot `target` names: the chain to the install's URL or to the
+/// agent URL, or with no agent URL the appliance's own agent kernel or initrd.
+fn names(target: &BootTarget, what: &Served, agent_url: &Url) -> bool {
+    match (target, what) {
+        (BootTarget::Install { url, .. }, Served::Script(s)) => s == url,
+        (BootTarget::Agent { .. }, Served::Script(s)) => !agent_url.is_empty() && s == agent_url,
+        (BootTarget::Agent { .. }, Served::KernelUrl(_)) => agent_url.is_empty(),
+        _ => false,
+    }
 }
 
 #[cfg(test)]

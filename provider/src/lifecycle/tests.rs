@@ -387,7 +387,16 @@ fn allocation_installs_then_boots_disk() {
         1000,
     );
     assert_eq!(purposes(&m), vec![]);
-    boot_served(&mut m, "script".into());
+    let install = install_url(&m);
+    for step in [
+        tftp("ipxe.efi"),
+        own_script(),
+        Served::Script(url("http://x/other")),
+    ] {
+        boot_served(&mut m, &step, &Url::new());
+        assert!(!m.installed, "{step:?} is not the install");
+    }
+    boot_served(&mut m, &Served::Script(install), &Url::new());
     assert!(m.installed);
     assert_eq!(m.install_event_id, 1);
     assert_eq!(purposes(&m), vec![Purpose::Boot(BootTarget::Disk)]);
@@ -437,7 +446,11 @@ fn deallocation_wipes_then_powers_off() {
         &Outcome::Done,
         1000,
     );
-    boot_served(&mut m, "agent".into());
+    for step in [tftp("ipxe.efi"), own_script()] {
+        boot_served(&mut m, &step, &Url::new());
+        assert!(m.wipe_due(), "{step:?} is not the agent's boot");
+    }
+    boot_served(&mut m, &kernel(), &Url::new());
     assert_eq!(m.wiped.as_deref(), Some("w2"));
     let p = purposes(&m);
     assert_eq!(p, vec![Purpose::Boot(agent_with(None))]);
@@ -487,11 +500,72 @@ fn after_an_appliance_restart_the_target_is_resent_but_earlier_boots_still_count
         vec![Purpose::Boot(install.clone())],
         "resent before any power command"
     );
-    boot_served(&mut m, "installer, replayed from the outbox".into());
+    let installer = Served::Script(install_url(&m));
+    boot_served(&mut m, &installer, &Url::new());
     assert!(
         m.installed,
         "a boot from before the restart is read against it"
     );
     resolve(&mut m, &Purpose::Boot(install), None, &Outcome::Done, 1000);
     assert!(!m.delivered.stale);
+}
+
+fn url(s: &str) -> Url {
+    s.try_into().unwrap()
+}
+
+fn tftp(name: &str) -> Served {
+    Served::TftpFile(name.try_into().unwrap())
+}
+
+/// The appliance's own boot script, fetched on the way to every target.
+fn own_script() -> Served {
+    Served::Script(url("http://10.77.0.1/boot.ipxe?mac=02:00:00:00:00:01"))
+}
+
+/// The appliance's own agent kernel.
+fn kernel() -> Served {
+    Served::KernelUrl(url("http://10.77.0.1/vmlinuz"))
+}
+
+fn install_url(m: &Machine) -> Url {
+    match install_of(m) {
+        BootTarget::Install { url, .. } => url,
+        other => panic!("not an install: {other:?}"),
+    }
+}
+
+#[test]
+fn a_wipe_with_an_agent_url_counts_only_the_chain_to_it() {
+    let mut m = ready();
+    change(&mut m, Change::Wipe { id: "w3".into() }, "-");
+    m.delivered.boot = Some(agent_with(Some("w3")));
+    let agent = url("https://pxe.factory.talos.dev/pxe/agent/v1.11.5/metal-amd64");
+    for step in [
+        tftp("ipxe.efi"),
+        own_script(),
+        kernel(),
+        Served::Script(url("http://x/y")),
+    ] {
+        boot_served(&mut m, &step, &agent);
+        assert!(m.wipe_due(), "{step:?} is not the agent's chain");
+    }
+    boot_served(&mut m, &Served::Script(agent.clone()), &agent);
+    assert_eq!(m.wiped.as_deref(), Some("w3"));
+}
+
+#[test]
+fn a_boot_of_another_target_counts_for_nothing() {
+    let mut m = ready();
+    change(&mut m, Change::Wipe { id: "w4".into() }, "-");
+    m.delivered.boot = Some(BootTarget::Disk);
+    boot_served(&mut m, &kernel(), &Url::new());
+    assert!(
+        m.wipe_due(),
+        "the agent's kernel while the target is the disk"
+    );
+    assert_eq!(
+        m.last_boot.as_deref(),
+        Some("kernel http://10.77.0.1/vmlinuz")
+    );
 }

@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashSet};
 
 use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
-use uplink::{BootTarget, Command, Event, Inbox, MachineId, Outcome, Sequenced, Served, Verdict};
+use uplink::{BootTarget, Command, Event, Inbox, MachineId, Outcome, Sequenced, Url, Verdict};
 
 use super::{
     MACS, RACKS, Result, Store, StoreError, decode, encode, get_appliance, get_bmc, get_machine,
@@ -134,14 +134,6 @@ fn lookup(tx: &WriteTransaction, id: MachineId) -> Result<Option<Machine>> {
     get_machine(tx, &MachineKey(key))
 }
 
-fn describe(what: &Served) -> String {
-    match what {
-        Served::TftpFile(f) => format!("tftp {f}"),
-        Served::Script(u) => format!("script {u}"),
-        Served::KernelUrl(u) => format!("kernel {u}"),
-    }
-}
-
 impl Store {
     /// A tunnel's hello: records the firmware and returns the last applied event number
     /// (the welcome's), or an error if the appliance is unknown or revoked. After the
@@ -184,7 +176,12 @@ impl Store {
             }
             out.applied += 1;
             link.applied_events += 1;
-            match apply_event(&tx, id, &mut link, &e.event, now)? {
+            // The agent URL the appliance boots by: the one it confirmed, else the current.
+            let agent_url = match &link.config_delivered {
+                Some(c) => c.agent_url.clone(),
+                None => self.config.appliance_config().agent_url,
+            };
+            match apply_event(&tx, id, &mut link, &e.event, &agent_url, now)? {
                 Effect::Touched(key) => {
                     out.touched.insert(key);
                 }
@@ -331,6 +328,7 @@ fn apply_event(
     id: ApplianceId,
     link: &mut Link,
     event: &Event,
+    agent_url: &Url,
     now: u64,
 ) -> Result<Effect> {
     let found = match event {
@@ -375,7 +373,7 @@ fn apply_event(
             m.lease_ip = Some(l.ip.0);
             m.lease_expires = Some(l.expires);
         }
-        Event::BootServed(b) => lifecycle::boot_served(&mut m, describe(&b.what)),
+        Event::BootServed(b) => lifecycle::boot_served(&mut m, &b.what, agent_url),
         Event::PowerState(p) => {
             let state = ObservedPower::from(p.state);
             if m.observed_power != state {
