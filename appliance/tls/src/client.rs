@@ -19,9 +19,17 @@ use crate::keys::KeyPair;
 use crate::pinned::PinnedPresentedCa;
 use crate::provider::{RandomSource, provider};
 
-/// Ciphertext held before processing: two full records (16 KiB + 256 + 5 each), so a
-/// handshake message split across records can be joined in place.
-const MAX_INCOMING: usize = 2 * (16384 + 256 + 5);
+/// The largest record plaintext either end sends. rustls has no record_size_limit
+/// extension (RFC 8449) to ask for it, but both ends are ours: the client sets it in its
+/// config (`max_fragment_size`, for what it sends) and the provider sets the same in its
+/// `ServerConfig` (provider/src/tls/server.rs), so the board's incoming buffer holds two of
+/// these records instead of two of TLS' 16 KiB. A peer sending larger records stalls the
+/// connection ("TLS buffers full" on the board), it does not overrun the heap.
+pub const MAX_FRAGMENT: usize = 4096;
+/// Ciphertext held before processing: two full records (plaintext, and up to 256 bytes of
+/// expansion and a 5-byte header each), so a handshake message split across records can be
+/// joined in place.
+const MAX_INCOMING: usize = 2 * (MAX_FRAGMENT + 256 + 5);
 /// Plaintext accepted per `write`, and the ciphertext queued before `write` pushes back.
 const MAX_WRITE: usize = 16384;
 /// Decrypted bytes held for `read` before records are left undecrypted.
@@ -120,6 +128,7 @@ impl TlsClient {
             None => builder.with_no_client_auth(),
         };
         tls_config.alpn_protocols = config.alpn;
+        tls_config.max_fragment_size = Some(MAX_FRAGMENT);
         let name = ServerName::try_from(config.server_name).map_err(|_| Error::BadServerName)?;
         let conn =
             UnbufferedClientConnection::new(Arc::new(tls_config), name).map_err(Error::from_tls)?;
@@ -144,6 +153,13 @@ impl TlsClient {
         let take = ciphertext
             .len()
             .min(MAX_INCOMING.saturating_sub(self.incoming.len()));
+        let want = self.incoming.len() + take;
+        if want > self.incoming.capacity() {
+            // Doubling, but never past the bound: the board's heap is sized for MAX_INCOMING,
+            // not for the power of two above it.
+            let grow = (self.incoming.capacity() * 2).clamp(want, MAX_INCOMING.max(want));
+            self.incoming.reserve_exact(grow - self.incoming.len());
+        }
         self.incoming.extend_from_slice(&ciphertext[..take]);
         self.process(&[]);
         self.check().map(|()| take)

@@ -33,7 +33,7 @@ mod keys;
 mod pinned;
 mod provider;
 
-pub use client::{ClientConfig, Identity, TlsClient};
+pub use client::{ClientConfig, Identity, MAX_FRAGMENT, TlsClient};
 pub use keys::{Entropy, EntropyError, KeyPair};
 pub use provider::{Random, RandomSource};
 pub use rustls::AlertDescription;

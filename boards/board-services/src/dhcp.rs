@@ -36,14 +36,15 @@ static SLOTS: StaticCell<[Slot; 2 * LEASES]> = StaticCell::new();
 
 /// Serves DHCP on `stack` for ever with `config` (from the board's config, validated), the
 /// leases in `flash` (RAM only when `None`). Lease times are Unix seconds, `unix_at_boot`
-/// plus the time since boot, so stored leases mean the same after a reboot.
+/// plus the time since boot, so stored leases mean the same after a reboot. It never returns
+/// (`()` so that a board's task can be this future itself, not one awaiting it: that moved
+/// the whole unresumed future through the stack at the first poll).
 pub async fn serve<F>(
     stack: Stack<'static>,
     config: Config,
     unix_at_boot: u64,
     flash: Option<LeaseFlash<F>>,
-) -> !
-where
+) where
     F: NorFlash,
     F::Error: defmt::Format,
 {

@@ -102,8 +102,9 @@ impl TimeProvider for BootClock {
     }
 }
 
-/// Runs the uplink for ever.
-pub async fn run(stack: Stack<'static>, mut s: Settings) -> ! {
+/// Runs the uplink for ever (it never returns; `()` so that a board's task can be this
+/// future itself, see the QEMU board's `uplink_task`).
+pub async fn run(stack: Stack<'static>, mut s: Settings) {
     let Some(addr) = s.token.addr.parse::<SocketAddrV4>().ok() else {
         defmt::warn!(
             "uplink: token address {} is not ip:port, no uplink",
@@ -119,7 +120,10 @@ pub async fn run(stack: Stack<'static>, mut s: Settings) -> ! {
         .and_then(|b| Identity::decode(&b));
     let mut outbox = s.outbox.take().map(OutboxStore::new);
     // A stored outbox without an identity was the last enrollment's: replaced at the next.
-    let mut session = (identity.as_ref()).map(|id| restore_session(id, s.random, &mut outbox));
+    let mut session = None;
+    if let Some(id) = &identity {
+        restore_session(&mut session, id, s.random, &mut outbox);
+    }
     if let Some(id) = &identity {
         defmt::info!(
             "uplink enrolled already appliance={} (token not used)",
@@ -155,7 +159,7 @@ pub async fn run(stack: Stack<'static>, mut s: Settings) -> ! {
                     let saved = (store.save)(&id.encode());
                     defmt::info!("uplink identity stored={}", saved);
                 }
-                session = Some(new_session(&id, s.random, None));
+                start_session(&mut session, &id, s.random, None);
                 if let Some(fresh) = &session {
                     save(&mut outbox, fresh);
                 }
@@ -184,24 +188,32 @@ pub async fn run(stack: Stack<'static>, mut s: Settings) -> ! {
     }
 }
 
-/// The session for `id` from the stored state, if any. Not inlined:
-/// the stored outbox (about 18 KiB) then sits on the stack at boot only, not in the frame
-/// of every poll of the uplink's future (that cost 17.6 KiB of stack high-water).
+/// Puts the session for `id` from the stored state, if any, in `slot`. Not inlined: the
+/// stored outbox (about 18 KiB) then sits on the stack at boot only, not in the frame of
+/// every poll of the uplink's future (that cost 17.6 KiB of stack high-water).
 #[inline(never)]
 fn restore_session(
+    slot: &mut Option<Session<OUTBOX>>,
     id: &Identity,
     random: &dyn RandomSource,
     outbox: &mut Option<OutboxStore>,
-) -> Session<OUTBOX> {
-    new_session(id, random, outbox.as_mut().and_then(|o| o.load()))
+) {
+    let stored = outbox.as_mut().and_then(|o| o.load());
+    start_session(slot, id, random, stored);
 }
 
-/// The session for `id`, from its stored state when there is one.
-fn new_session(
+/// Puts the session for `id` in `slot` (the uplink future's), from its stored state when
+/// there is one. Not inlined, the old session dropped first and each session built straight
+/// into `slot`: a `Session` (9.5 KiB) returned by value was copied through the frame of every
+/// poll of the uplink's future, then three times through this function's.
+#[inline(never)]
+fn start_session(
+    slot: &mut Option<Session<OUTBOX>>,
     id: &Identity,
     random: &dyn RandomSource,
     stored: Option<Stored>,
-) -> Session<OUTBOX> {
+) {
+    *slot = None;
     let hello = Hello {
         protocol: 0,
         appliance_id: id.appliance_id.as_str().try_into().unwrap_or_default(),
@@ -211,14 +223,15 @@ fn new_session(
         boot_id: boot_id(random),
     };
     let Some(stored) = stored else {
-        return Session::new(hello, CommandFilter::default());
+        *slot = Some(Session::new(hello, CommandFilter::default()));
+        return;
     };
     let (filter, numbered) = (stored.filter, stored.numbered);
     match stored.outbox() {
-        Some(outbox) => Session::restore(hello, filter, outbox, numbered),
+        Some(outbox) => *slot = Some(Session::restore(hello, filter, outbox, numbered)),
         None => {
             defmt::warn!("uplink outbox: stored events out of order, dropped");
-            Session::new(hello, filter)
+            *slot = Some(Session::new(hello, filter));
         }
     }
 }
@@ -331,36 +344,59 @@ async fn enroll(
             if n == 0 {
                 break;
             }
-            let step = exchange
-                .receive(&chunk[..n], &who, &mut frame)
-                .map_err(|_| Fail::Protocol("enrollment exchange"))?;
-            match step {
-                None => {}
-                Some(Step::Send(len)) => {
-                    // The handshake is done once plaintext arrives: TLS takes it whole.
-                    let took = tls.write(&frame[..len])?;
-                    if took != len {
-                        return Err(Fail::Protocol("request not taken"));
-                    }
-                }
-                Some(Step::Refused(why)) => {
-                    defmt::warn!("uplink enrollment refused: {}", Display2Format(&why));
-                    return Err(Fail::Refused);
-                }
-                Some(Step::Enrolled {
+            let enrolled = enroll_receive(&mut exchange, &chunk[..n], &who, &mut frame, &mut tls)?;
+            if let Some((appliance_id, certificate, ca)) = enrolled {
+                return Ok(Identity {
                     appliance_id,
                     certificate,
-                    ca_certificate,
-                }) => {
-                    return Ok(Identity {
-                        appliance_id: String::from(appliance_id.as_str()),
-                        certificate: certificate.to_vec(),
-                        ca: ca_certificate.to_vec(),
-                        key,
-                    });
-                }
+                    ca,
+                    key,
+                });
             }
         }
+    }
+}
+
+/// The appliance id, certificate and CA certificate enrollment hands out.
+type Enrolled = (String, Vec<u8>, Vec<u8>);
+
+/// Hands received plaintext to the enrollment exchange and the request it makes to TLS;
+/// the appliance id, certificate and CA certificate once enrolled. Not inlined: the
+/// exchange's steps stay out of the uplink future's poll frame.
+#[inline(never)]
+fn enroll_receive(
+    exchange: &mut Exchange,
+    plain: &[u8],
+    who: &Credentials<'_>,
+    frame: &mut [u8],
+    tls: &mut TlsClient,
+) -> Result<Option<Enrolled>, Fail> {
+    let step = exchange
+        .receive(plain, who, frame)
+        .map_err(|_| Fail::Protocol("enrollment exchange"))?;
+    match step {
+        None => Ok(None),
+        Some(Step::Send(len)) => {
+            // The handshake is done once plaintext arrives: TLS takes it whole.
+            let request = frame.get(..len).ok_or(Fail::Protocol("request length"))?;
+            if tls.write(request)? != len {
+                return Err(Fail::Protocol("request not taken"));
+            }
+            Ok(None)
+        }
+        Some(Step::Refused(why)) => {
+            defmt::warn!("uplink enrollment refused: {}", Display2Format(&why));
+            Err(Fail::Refused)
+        }
+        Some(Step::Enrolled {
+            appliance_id,
+            certificate,
+            ca_certificate,
+        }) => Ok(Some((
+            String::from(appliance_id.as_str()),
+            certificate.to_vec(),
+            ca_certificate.to_vec(),
+        ))),
     }
 }
 
@@ -391,20 +427,7 @@ async fn tunnel(
         // Stored before any of it is sent (acks of the last pass pruned it too).
         save(outbox, session);
         if !tls.is_handshaking() {
-            loop {
-                if pending.is_empty() {
-                    match session.poll_transmit(&mut frame) {
-                        Ok(Some(n)) => pending.extend_from_slice(&frame[..n]),
-                        Ok(None) => break,
-                        Err(_) => return Err(Fail::Protocol("session")),
-                    }
-                }
-                let took = tls.write(&pending)?;
-                pending.drain(..took);
-                if took == 0 {
-                    break;
-                }
-            }
+            encrypt_outgoing(session, &mut tls, &mut pending, &mut frame)?;
         }
         flush(socket, &mut tls).await?;
         if receive(socket, &mut tls, Duration::from_millis(200)).await? {
@@ -420,10 +443,7 @@ async fn tunnel(
             }
             let mut input = &chunk[..n];
             while let Some(body) = decoder.decode(&mut input) {
-                let body = body.map_err(|_| Fail::Protocol("frame"))?;
-                let msg: ToAppliance =
-                    uplink::frame::decode(body).map_err(|_| Fail::Protocol("message"))?;
-                match session.handle(msg).map_err(|_| Fail::Protocol("session"))? {
+                match handle_frame(session, body)? {
                     Action::Nothing => {}
                     Action::Established { time } => {
                         timeout = IDLE_TIMEOUT;
@@ -448,6 +468,44 @@ async fn tunnel(
             return Err(Fail::Closed);
         }
     }
+}
+
+/// Hands the session's frames to TLS until either has nothing more to give or take. Not
+/// inlined, as [`handle_frame`]: their temporaries stay out of the uplink future's poll frame.
+#[inline(never)]
+fn encrypt_outgoing(
+    session: &mut Session<OUTBOX>,
+    tls: &mut TlsClient,
+    pending: &mut Vec<u8>,
+    frame: &mut [u8; HEADER + MAX_FRAME],
+) -> Result<(), Fail> {
+    loop {
+        if pending.is_empty() {
+            match session.poll_transmit(frame) {
+                Ok(Some(n)) => pending.extend_from_slice(&frame[..n]),
+                Ok(None) => return Ok(()),
+                Err(_) => return Err(Fail::Protocol("session")),
+            }
+        }
+        let took = tls.write(pending)?;
+        pending.drain(..took);
+        if took == 0 {
+            return Ok(());
+        }
+    }
+}
+
+/// Decodes one received frame body and hands the message to the session. Not inlined: the
+/// decoded message (1 KiB and more: a config carries the join config) lives in this frame
+/// only, not in every poll of the uplink's future.
+#[inline(never)]
+fn handle_frame(
+    session: &mut Session<OUTBOX>,
+    body: Result<&[u8], uplink::frame::Error>,
+) -> Result<Action, Fail> {
+    let body = body.map_err(|_| Fail::Protocol("frame"))?;
+    let msg: ToAppliance = uplink::frame::decode(body).map_err(|_| Fail::Protocol("message"))?;
+    session.handle(msg).map_err(|_| Fail::Protocol("session"))
 }
 
 /// Queues events for what DHCP saw and what the power task did since the last call.

@@ -200,6 +200,10 @@ fn authorize<S: EnrollmentStore, T>(
         .appliance_by_fingerprint(&key_fingerprint(spki.as_ref()))
 }
 
+/// The largest record plaintext the provider sends: the appliance's `uplink_tls::MAX_FRAGMENT`
+/// (the provider does not depend on that crate; the two must agree).
+const MAX_FRAGMENT: usize = 4096;
+
 /// ring with only the TLS 1.3 suites: all we speak.
 fn crypto_provider() -> Arc<CryptoProvider> {
     let mut provider = rustls::crypto::ring::default_provider();
@@ -233,6 +237,10 @@ fn configs(
             builder.with_single_cert(identity.chain.clone(), identity.key.clone_key())?;
         config.alpn_protocols = vec![alpn.to_vec()];
         config.send_tls13_tickets = 0;
+        // Records of at most 4 KiB plaintext (rustls has no record_size_limit extension to
+        // be asked): the board's TLS holds two received records on a small heap, sized for
+        // this (uplink_tls::MAX_FRAGMENT, which the appliance's client sets as well).
+        config.max_fragment_size = Some(MAX_FRAGMENT);
         Ok::<_, rustls::Error>(Arc::new(config))
     };
     Ok((build(ALPN_TUNNEL, true)?, build(ALPN_ENROLL, false)?))

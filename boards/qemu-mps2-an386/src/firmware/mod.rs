@@ -69,8 +69,34 @@ fn host_flash(file: (&core::ffi::CStr, usize), what: &str) -> Option<LeaseFlash<
 
 board_services::service_tasks!();
 
+/// DHCP, in a task of its own whose future is `serve`'s (see [`start`]).
+#[embassy_executor::task]
+fn dhcp_task(
+    stack: embassy_net::Stack<'static>,
+    config: appliance::dhcp::Config,
+    unix_at_boot: u64,
+    flash: Option<LeaseFlash<Flash>>,
+) -> impl Future<Output = ()> {
+    board_services::dhcp::serve(stack, config, unix_at_boot, flash)
+}
+
 #[embassy_executor::main]
 async fn main(spawner: Spawner) {
+    let (stack, board, unix) = start(spawner);
+    // After `start` has returned: the uplink's future is built on the stack (19 KiB) when
+    // spawned, so not on top of `start`'s frame.
+    #[cfg(feature = "uplink")]
+    uplink::start(spawner, stack, board.token.as_deref(), unix);
+    #[cfg(not(feature = "uplink"))]
+    let _ = (stack, board, unix);
+}
+
+/// Brings the board up and spawns the services, then `main` ends (after the uplink). Not
+/// inlined, and DHCP not awaited in `main`: the config, the init and the DHCP future (built
+/// on the stack, then moved) stay out of the executor's frames after boot (main's poll
+/// frame was 30 KiB). Returns the stack, the config and the Unix time at boot.
+#[inline(never)]
+fn start(spawner: Spawner) -> (embassy_net::Stack<'static>, board_config::BoardConfig, u64) {
     let core = defmt::unwrap!(cortex_m::Peripherals::take(), "core peripherals"); // ok: boot-time init, taken once
     time::start(core.SYST);
     #[cfg(feature = "uplink")]
@@ -105,9 +131,9 @@ async fn main(spawner: Spawner) {
         board.mac
     );
     let unix = unix_at_boot();
-    #[cfg(feature = "uplink")]
-    uplink::start(spawner, stack, board.token.as_deref(), unix);
-    board_services::dhcp::serve(stack, dhcp, unix, host_flash(host_flash::LEASES, "store")).await
+    let leases = host_flash(host_flash::LEASES, "store");
+    spawner.spawn(defmt::unwrap!(dhcp_task(stack, dhcp, unix, leases))); // ok: boot-time init, one task instance
+    (stack, board, unix)
 }
 
 /// Logs the panic and ends the QEMU run with a failure status.
