@@ -19,12 +19,13 @@ use crate::keys::KeyPair;
 use crate::pinned::PinnedPresentedCa;
 use crate::provider::{RandomSource, provider};
 
-/// The largest record plaintext either end sends. rustls has no record_size_limit
-/// extension (RFC 8449) to ask for it, but both ends are ours: the client sets it in its
-/// config (`max_fragment_size`, for what it sends) and the provider sets the same in its
-/// `ServerConfig` (provider/src/tls/server.rs), so the board's incoming buffer holds two of
-/// these records instead of two of TLS' 16 KiB. A peer sending larger records stalls the
-/// connection ("TLS buffers full" on the board), it does not overrun the heap.
+/// The largest record plaintext either end sends. rustls negotiates neither
+/// max_fragment_length (RFC 6066) nor record_size_limit (RFC 8449), but both ends are ours:
+/// the client sets it in its config (`max_fragment_size`, for what it sends) and the
+/// provider sets the same in its `ServerConfig` (provider/src/tls/server.rs), so the board's
+/// incoming buffer holds two of these records instead of two of TLS' 16 KiB. A peer sending
+/// larger records stalls the connection ("TLS buffers full" on the board), it does not
+/// overrun the heap.
 pub const MAX_FRAGMENT: usize = 4096;
 /// Ciphertext held before processing: two full records (plaintext, and up to 256 bytes of
 /// expansion and a 5-byte header each), so a handshake message split across records can be

@@ -43,8 +43,8 @@ pub const TRANSFER_PORT: u16 = 50_000;
 /// Concurrent transfers; a full table answers ERROR 0 "server busy". Each costs its
 /// `Transfer` (344 bytes) and room for one ACK in the socket. 8 by default; 64, the issue's
 /// target, with the feature `tftp-transfers-64` (per board, in its Cargo.toml): that build
-/// is measured (BENCHMARKS.md) but with TLS up its static RAM plus the stack's high-water
-/// mark is over the 192 KiB budget, by the uplink task's stack frame more than by the slots.
+/// is measured (BENCHMARKS.md); with TLS up its static RAM plus the stack's high-water mark
+/// is within the 192 KiB budget (188,424 bytes, boards/README.md).
 pub const TRANSFERS: usize = if cfg!(feature = "tftp-transfers-64") {
     64
 } else {

@@ -237,9 +237,10 @@ fn configs(
             builder.with_single_cert(identity.chain.clone(), identity.key.clone_key())?;
         config.alpn_protocols = vec![alpn.to_vec()];
         config.send_tls13_tickets = 0;
-        // Records of at most 4 KiB plaintext (rustls has no record_size_limit extension to
-        // be asked): the board's TLS holds two received records on a small heap, sized for
-        // this (uplink_tls::MAX_FRAGMENT, which the appliance's client sets as well).
+        // Records of at most 4 KiB plaintext (rustls negotiates no record size, neither
+        // RFC 6066 nor RFC 8449, so both ends set it): the board's TLS holds two received
+        // records on a small heap sized for this (uplink_tls::MAX_FRAGMENT, which the
+        // appliance's client sets too).
         config.max_fragment_size = Some(MAX_FRAGMENT);
         Ok::<_, rustls::Error>(Arc::new(config))
     };
