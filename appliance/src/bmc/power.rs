@@ -5,7 +5,9 @@
 //! Redfish) per BMC, runs the jobs it hands out and reports each result back. BMCs freeze
 //! under bursts and run out of sessions, so the manager keeps at most one operation in flight
 //! per BMC, a bounded number of BMCs in flight overall, a minimum interval between power
-//! operations on one machine, and backs off exponentially after failures.
+//! operations on one machine, and backs off exponentially after failures. A machine it
+//! turned on (or saw turn on) is not turned off again before `min_on_before_off_ms` (Omni:
+//! 15 min), so a slow boot is never cut short.
 //!
 //! The table is a caller-provided slice with one slot per BMC: adding to a full table fails
 //! with [`Full`] and changes nothing.
@@ -22,6 +24,8 @@ pub struct Config {
     pub status_interval_ms: u64,
     /// Least time between two power operations on one machine.
     pub min_power_interval_ms: u64,
+    /// Least time between a power-on and the next power-off (off, soft-off) of one machine.
+    pub min_on_before_off_ms: u64,
     /// First delay after a failure; doubles per consecutive failure up to `max_backoff_ms`.
     pub backoff_ms: u64,
     pub max_backoff_ms: u64,
@@ -33,6 +37,8 @@ impl Default for Config {
             max_in_flight: 16,
             status_interval_ms: 30_000,
             min_power_interval_ms: 5_000,
+            // None until the provider's configuration says.
+            min_on_before_off_ms: 0,
             backoff_ms: 1_000,
             max_backoff_ms: 60_000,
         }
@@ -58,6 +64,8 @@ pub struct Slot {
     /// Nothing before this time: the backoff after a failure.
     retry_at: u64,
     last_power_op: Option<u64>,
+    /// When the machine was last turned on (by the manager, or seen to turn on).
+    on_at: Option<u64>,
     failures: u32,
     last_error: Option<Error>,
 }
@@ -119,6 +127,12 @@ impl<'a> PowerManager<'a> {
         for s in self.slots[..self.used].iter_mut() {
             s.next_status_at = s.next_status_at.min(latest);
         }
+    }
+
+    /// Sets the least time between a power-on and the next power-off (the provider's
+    /// `min_on_before_off_secs`); applies to power-offs not yet started.
+    pub fn set_min_on_before_off(&mut self, ms: u64) {
+        self.config.min_on_before_off_ms = ms;
     }
 
     /// Registers a BMC, optionally tied to the machine it powers. Its state is read first.
@@ -233,6 +247,14 @@ impl<'a> PowerManager<'a> {
                     Operation::Power(action) if slot.action == Some(action) => slot.action = None,
                     _ => {}
                 }
+                let turned_on = matches!(
+                    op,
+                    Operation::Power(PowerAction::On | PowerAction::Cycle | PowerAction::HardReset)
+                ) || (slot.observed == Some(PowerState::Off)
+                    && state == PowerState::On);
+                if turned_on {
+                    slot.on_at = Some(now);
+                }
                 let changed = slot.observed != Some(state);
                 slot.observed = Some(state);
                 slot.next_status_at = now.saturating_add(config.status_interval_ms);
@@ -286,45 +308,57 @@ impl<'a> PowerManager<'a> {
 }
 
 impl Slot {
-    fn wants_power_op(&self) -> bool {
-        self.observed.is_some()
-            && (self.action.is_some()
-                || self.pxe.is_some()
-                || self.desired.is_some_and(|d| Some(d) != self.observed))
+    /// The power operation wanted: a one-off action first, then the boot override, then the
+    /// power state.
+    fn wanted_op(&self) -> Option<Operation> {
+        self.observed?;
+        if let Some(action) = self.action {
+            return Some(Operation::Power(action));
+        }
+        if let Some(pxe) = self.pxe {
+            return Some(Operation::BootPxe(pxe));
+        }
+        match self.desired {
+            Some(d) if Some(d) != self.observed => Some(Operation::Power(match d {
+                PowerState::Off => PowerAction::Off,
+                PowerState::On => PowerAction::On,
+            })),
+            _ => None,
+        }
     }
 
-    fn power_allowed_at(&self, config: &Config) -> u64 {
-        self.last_power_op
-            .map_or(0, |t| t.saturating_add(config.min_power_interval_ms))
+    /// When `op` may run: the minimum interval after the last power operation, and for a
+    /// power-off the minimum time after the last power-on.
+    fn allowed_at(&self, op: Operation, config: &Config) -> u64 {
+        let interval =
+            (self.last_power_op).map_or(0, |t| t.saturating_add(config.min_power_interval_ms));
+        let off = matches!(
+            op,
+            Operation::Power(PowerAction::Off | PowerAction::SoftOff)
+        );
+        let on_for = match self.on_at {
+            Some(t) if off => t.saturating_add(config.min_on_before_off_ms),
+            _ => 0,
+        };
+        interval.max(on_for)
     }
 
-    /// The earliest time this BMC has something to do: a wanted power operation once the
-    /// minimum interval has passed, else the next status read; never inside a backoff.
+    /// The earliest time this BMC has something to do: a wanted power operation once it is
+    /// allowed, else the next status read; never inside a backoff.
     fn due(&self, config: &Config) -> u64 {
         let status = self.next_status_at;
-        let due = if self.wants_power_op() {
-            status.min(self.power_allowed_at(config))
-        } else {
-            status
+        let due = match self.wanted_op() {
+            Some(op) => status.min(self.allowed_at(op, config)),
+            None => status,
         };
         due.max(self.retry_at)
     }
 
-    /// What to do now: a one-off action first, then the boot override, then the power
-    /// state; a status read when none of those is wanted or allowed yet.
+    /// What to do now: the wanted power operation once allowed, else a status read.
     fn next_op(&self, config: &Config, now: u64) -> Operation {
-        if !self.wants_power_op() || now < self.power_allowed_at(config) {
-            return Operation::Status;
-        }
-        if let Some(action) = self.action {
-            return Operation::Power(action);
-        }
-        if let Some(pxe) = self.pxe {
-            return Operation::BootPxe(pxe);
-        }
-        match self.desired {
-            Some(PowerState::Off) => Operation::Power(PowerAction::Off),
-            _ => Operation::Power(PowerAction::On),
+        match self.wanted_op() {
+            Some(op) if now >= self.allowed_at(op, config) => op,
+            _ => Operation::Status,
         }
     }
 }
@@ -345,6 +379,7 @@ mod tests {
             max_in_flight: 2,
             status_interval_ms: 30_000,
             min_power_interval_ms: 5_000,
+            min_on_before_off_ms: 0,
             backoff_ms: 1_000,
             max_backoff_ms: 8_000,
         }
@@ -492,6 +527,50 @@ mod tests {
         let later = pm.poll_at().unwrap();
         let jobs = run(&mut pm, later, |_| Ok(PowerState::On));
         assert_eq!(jobs, [(id, Operation::Status)]);
+    }
+
+    #[test]
+    fn a_machine_turned_on_is_not_turned_off_before_the_minimum() {
+        let mut slots = [Slot::default(); 1];
+        let mut pm = PowerManager::new(config(), &mut slots);
+        pm.set_min_on_before_off(60_000);
+        let id = pm.add(None, 0).unwrap();
+        run(&mut pm, 0, |_| Ok(PowerState::Off));
+        pm.set_desired(id, PowerState::On, None);
+        let jobs = run(&mut pm, 1_000, |_| Ok(PowerState::On));
+        assert_eq!(jobs, [(id, Operation::Power(PowerAction::On))]);
+        pm.set_desired(id, PowerState::Off, None);
+        assert_eq!(pm.poll_at(), Some(31_000), "a status read, not the off");
+        let jobs = run(&mut pm, 31_000, |_| Ok(PowerState::On));
+        assert_eq!(jobs, [(id, Operation::Status)]);
+        assert_eq!(pm.poll_at(), Some(61_000));
+        let jobs = run(&mut pm, 61_000, |_| Ok(PowerState::Off));
+        assert_eq!(jobs, [(id, Operation::Power(PowerAction::Off))]);
+    }
+
+    #[test]
+    fn a_one_off_off_waits_too_but_a_cycle_does_not() {
+        let mut slots = [Slot::default(); 1];
+        let mut pm = PowerManager::new(config(), &mut slots);
+        pm.set_min_on_before_off(60_000);
+        let id = pm.add(None, 0).unwrap();
+        run(&mut pm, 0, |_| Ok(PowerState::Off));
+        // Seen turning on (by someone else): the minimum counts from then.
+        pm.refresh(id, 1_000);
+        run(&mut pm, 1_000, |_| Ok(PowerState::On));
+        pm.request(id, PowerAction::Cycle);
+        let jobs = run(&mut pm, 2_000, |_| Ok(PowerState::On));
+        assert_eq!(jobs, [(id, Operation::Power(PowerAction::Cycle))]);
+        pm.request(id, PowerAction::SoftOff);
+        assert_eq!(
+            pm.poll_at(),
+            Some(32_000),
+            "the soft-off waits until 62 s: a read first"
+        );
+        let jobs = run(&mut pm, 32_000, |_| Ok(PowerState::On));
+        assert_eq!(jobs, [(id, Operation::Status)]);
+        let jobs = run(&mut pm, 62_000, |_| Ok(PowerState::Off));
+        assert_eq!(jobs, [(id, Operation::Power(PowerAction::SoftOff))]);
     }
 
     #[test]

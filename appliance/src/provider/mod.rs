@@ -65,8 +65,7 @@ impl<const M: usize> Applied<M> {
                     .and_then(|t| set(inventory, key, t))
             }
             Command::ConfigUpdate(config) => {
-                let poll_ms = u64::from(config.power_poll_secs.max(1)) * 1000;
-                power.set_status_interval(poll_ms, now);
+                power.configure(&config, now);
                 self.config = Some(config);
                 let agent = self.boot_target(&Wanted::Agent { wipe_id: None });
                 agent.and_then(|t| {

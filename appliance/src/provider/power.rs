@@ -91,9 +91,14 @@ impl<'a, const N: usize> PowerPort<'a, N> {
         }
     }
 
-    /// How often each BMC's state is re-read (the provider's `power_poll_secs`).
-    pub fn set_status_interval(&mut self, interval_ms: u64, now: u64) {
-        self.manager.set_status_interval(interval_ms, now);
+    /// Takes the provider's power settings: how often each BMC's state is re-read
+    /// (`power_poll_secs`) and the least time between a power-on and the next power-off
+    /// (`min_on_before_off_secs`).
+    pub fn configure(&mut self, config: &uplink::Config, now: u64) {
+        let poll_ms = u64::from(config.power_poll_secs.max(1)) * 1000;
+        self.manager.set_status_interval(poll_ms, now);
+        let min_on_ms = u64::from(config.min_on_before_off_secs) * 1000;
+        self.manager.set_min_on_before_off(min_on_ms);
     }
 
     /// Takes the machine's BMC; `Err` is the command's failure, `Ok` means it is answered
