@@ -87,3 +87,34 @@ fn server_refuses_a_client_certificate_from_another_ca() {
     ));
     assert!(server.recv().unwrap().is_err());
 }
+
+/// The client's records carry at most `MAX_FRAGMENT` bytes of plaintext, as the provider's
+/// do (its `ServerConfig`): the board's buffers are sized for that.
+#[test]
+fn records_sent_hold_at_most_max_fragment() {
+    let pki = Pki::new("provider CA");
+    let (addr, _server) = echo_server(&pki, &pki, ServerVersions::Tls13);
+    let mut client = Driver::connect(addr, pki.client_config(Some(pki.identity()))).unwrap();
+    client.handshake().unwrap();
+    client.flush();
+
+    let data = vec![0x5a; 3 * uplink_tls::MAX_FRAGMENT + 100];
+    assert_eq!(client.tls.write(&data).unwrap(), data.len());
+    let mut out = vec![0u8; 2 * data.len()];
+    let n = client.tls.poll_transmit(&mut out);
+    // TLS 1.3 records: 5-byte header (length in bytes 3..5), then plaintext, its content
+    // type byte and the 16-byte AES-GCM tag.
+    let mut records = Vec::new();
+    let mut at = 0;
+    while at + 5 <= n {
+        let len = usize::from(u16::from_be_bytes([out[at + 3], out[at + 4]]));
+        records.push(len - 17);
+        at += 5 + len;
+    }
+    assert_eq!(at, n, "whole records");
+    assert_eq!(records.iter().sum::<usize>(), data.len());
+    assert!(
+        records.iter().all(|&r| r <= uplink_tls::MAX_FRAGMENT),
+        "plaintext per record: {records:?}"
+    );
+}
