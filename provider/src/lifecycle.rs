@@ -471,15 +471,15 @@ pub fn apply_change(
 /// machine fetches, so the boot its target names, once served, stands for its completion:
 /// an install served marks the machine installed, an agent with a wipe order served marks it
 /// wiped. Any other fetch (iPXE over TFTP, the appliance's boot script) is only a step on the
-/// way: counting it would power the machine off mid-boot. `agent_url` is the appliance's
-/// (empty: its own kernel and initrd). (Omni's adapter may confirm these from the agent and
-/// Talos instead.)
+/// way: counting it would power the machine off mid-boot. Only a boot the machine was
+/// powered on or cycled into counts: a boot already under way when the target changed (a
+/// pending machine's agent, accepted meanwhile) is cut by that cycle. `agent_url` is the
+/// appliance's (empty: its own kernel and initrd). (Omni's adapter may confirm these from
+/// the agent and Talos instead.)
 pub fn boot_served(m: &mut Machine, what: &Served, agent_url: &Url) {
-    let named = m
-        .delivered
-        .boot
-        .as_ref()
-        .is_some_and(|t| names(t, what, agent_url));
+    let target = m.delivered.boot.as_ref();
+    let named = target.is_some_and(|t| names(t, what, agent_url))
+        && m.delivered.cycled_into.as_ref() == target;
     match &m.delivered.boot {
         Some(BootTarget::Install { .. }) if named && m.allocation.is_some() && !m.installed => {
             m.installed = true;

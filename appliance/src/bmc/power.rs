@@ -257,7 +257,18 @@ impl<'a> PowerManager<'a> {
                 }
                 let changed = slot.observed != Some(state);
                 slot.observed = Some(state);
-                slot.next_status_at = now.saturating_add(config.status_interval_ms);
+                // A cycle or reset may read Off while the BMC waits to power on again
+                // (IPMI's power cycle): read it again soon rather than report Off for long.
+                let settling = state == PowerState::Off
+                    && matches!(
+                        op,
+                        Operation::Power(PowerAction::Cycle | PowerAction::HardReset)
+                    );
+                let next = match settling {
+                    true => config.min_power_interval_ms,
+                    false => config.status_interval_ms,
+                };
+                slot.next_status_at = now.saturating_add(next);
                 changed.then_some(Event::PowerChanged {
                     bmc,
                     machine: slot.machine,
@@ -571,6 +582,25 @@ mod tests {
         assert_eq!(jobs, [(id, Operation::Status)]);
         let jobs = run(&mut pm, 62_000, |_| Ok(PowerState::Off));
         assert_eq!(jobs, [(id, Operation::Power(PowerAction::SoftOff))]);
+    }
+
+    #[test]
+    fn a_cycle_that_reads_off_is_read_again_soon() {
+        let mut slots = [Slot::default(); 1];
+        let mut pm = PowerManager::new(config(), &mut slots);
+        let id = pm.add(None, 0).unwrap();
+        run(&mut pm, 0, |_| Ok(PowerState::On));
+        pm.request(id, PowerAction::Cycle);
+        let jobs = run(&mut pm, 1_000, |_| Ok(PowerState::Off));
+        assert_eq!(jobs, [(id, Operation::Power(PowerAction::Cycle))]);
+        assert_eq!(
+            pm.poll_at(),
+            Some(6_000),
+            "the interval, not the status period"
+        );
+        let jobs = run(&mut pm, 6_000, |_| Ok(PowerState::On));
+        assert_eq!(jobs, [(id, Operation::Status)]);
+        assert_eq!(pm.poll_at(), Some(36_000));
     }
 
     #[test]

@@ -493,6 +493,7 @@ fn after_an_appliance_restart_the_target_is_resent_but_earlier_boots_still_count
     let mut m = ready();
     change(&mut m, Change::Allocate(allocation()), "-");
     m.delivered.boot = Some(install_of(&m));
+    m.delivered.cycled_into = Some(install_of(&m));
     m.delivered.stale = true;
     let install = install_of(&m);
     assert_eq!(
@@ -540,6 +541,7 @@ fn a_wipe_with_an_agent_url_counts_only_the_chain_to_it() {
     let mut m = ready();
     change(&mut m, Change::Wipe { id: "w3".into() }, "-");
     m.delivered.boot = Some(agent_with(Some("w3")));
+    m.delivered.cycled_into = Some(agent_with(Some("w3")));
     let agent = url("https://pxe.factory.talos.dev/pxe/agent/v1.11.5/metal-amd64");
     for step in [
         tftp("ipxe.efi"),
@@ -568,4 +570,28 @@ fn a_boot_of_another_target_counts_for_nothing() {
         m.last_boot.as_deref(),
         Some("kernel http://10.77.0.1/vmlinuz")
     );
+}
+
+#[test]
+fn a_boot_under_way_before_the_cycle_into_the_wipe_does_not_count() {
+    let mut m = pending();
+    change(&mut m, Change::Accept, "w5");
+    change(&mut m, Change::Bmc(bmc()), "-");
+    m.delivered.bmc_revision = 1;
+    m.observed_power = ObservedPower::On;
+    m.delivered.boot = Some(agent_with(Some("w5")));
+    // The pending agent's kernel, fetched after the wipe target was set, before the cycle.
+    boot_served(&mut m, &kernel(), &Url::new());
+    assert!(m.wipe_due());
+    let i = issues(&m);
+    assert_eq!(i[0].purpose, Purpose::CycleInto);
+    resolve(
+        &mut m,
+        &i[0].purpose,
+        i[0].into.clone(),
+        &Outcome::Done,
+        1000,
+    );
+    boot_served(&mut m, &kernel(), &Url::new());
+    assert_eq!(m.wiped.as_deref(), Some("w5"));
 }
