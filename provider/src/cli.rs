@@ -18,9 +18,11 @@ use crate::{Provider, TlsOptions, hex, omni, tls, token_output};
 mod factory_args;
 mod listing;
 mod omni_args;
+mod power_args;
 use factory_args::FactoryArgs;
 use listing::{appliance_rows, machine_rows, output};
 use omni_args::OmniArgs;
+use power_args::PowerArgs;
 
 const DEFAULT_API: &str = "127.0.0.1:8790";
 const DEFAULT_LISTEN: &str = "0.0.0.0:8791";
@@ -54,6 +56,8 @@ enum Cmd {
         server_names: Vec<String>,
         #[command(flatten)]
         boot: FactoryArgs,
+        #[command(flatten)]
+        power: PowerArgs,
         #[command(flatten)]
         omni: OmniArgs,
     },
@@ -187,6 +191,7 @@ fn execute(cli: Cli) -> Result<(), String> {
         listen,
         server_names,
         boot,
+        power,
         omni,
     } = cli.command
     {
@@ -203,7 +208,7 @@ fn execute(cli: Cli) -> Result<(), String> {
             server_names,
             state_dir,
         };
-        return serve(tls, api, boot, omni.options()?);
+        return serve(tls, api, boot, power, omni.options()?);
     }
     let client = Client::new(&cli.api)?;
     let change = |machine: &str, change: Change| -> Result<(), String> {
@@ -347,10 +352,12 @@ fn serve(
     tls: TlsOptions,
     api: SocketAddr,
     boot: FactoryArgs,
+    power: PowerArgs,
     omni: Option<omni::adapter::Options>,
 ) -> Result<(), String> {
     let mut config = StoreConfig::default();
     let factory = boot.apply(&mut config)?;
+    power.apply(&mut config)?;
     let provider = Provider::open(&tls.state_dir, config, TunnelOptions::default())
         .map_err(|e| format!("{}: {e}", tls.state_dir.display()))?;
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
