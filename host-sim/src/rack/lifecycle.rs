@@ -8,14 +8,17 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use appliance::net::MacAddr;
+use provider::model::BmcConfig;
 use sim_bmc::{Bmc, Chassis, Suite, User};
 use uplink::enroll::EnrollmentToken;
 
 use super::bmc_host::BmcHost;
+use super::bridge::Bridge;
 use super::gateway::Gateway;
 use super::machine::Booted;
 use super::provider::InProcess;
-use super::scenario::{BMC_PASSWORD, BMC_USER, Stage, Track};
+use super::scenario::{BMC_PASSWORD, BMC_USER, Stage, Track, ipmi_bmc};
+use super::segment::Segment;
 use super::storm::{boot_intact, digests};
 use super::{Host, Rack, RackArgs, Rng, boot_files};
 
@@ -35,29 +38,44 @@ const OMNI_HEARTBEAT: Duration = Duration::from_secs(1);
 const OMNI_IDLE: Duration = Duration::from_secs(10);
 
 pub fn run(args: &RackArgs) -> Result<(), String> {
-    if args.machines == 0 || args.machines > MAX_MACHINES {
+    let externals = externals(args)?;
+    let total = args.machines + externals.len();
+    if total == 0 || total > MAX_MACHINES {
         return Err(format!(
-            "--machines {}: the lifecycle drives 1 to {MAX_MACHINES} machines (the appliance's BMC table); --boot-only takes more",
-            args.machines
+            "{total} machines: the lifecycle drives 1 to {MAX_MACHINES} (the appliance's BMC table); --boot-only takes more"
         ));
     }
     let started = Instant::now();
     let mut rng = Rng(args.seed.max(1));
-    let files = boot_files(args.kernel_kib * 1024);
+    let files = boot_files(args.kernel_kib * 1024, args.boot_dir.as_deref())?;
     let expected = digests(files);
     let mut rack = Rack::new(args, &mut rng, files, unix_ms())?;
     let omni_heartbeat = args.omni.then_some(OMNI_HEARTBEAT);
     let dir = rack.state_dir.join("provider");
-    let provider = InProcess::start(&dir, &GATEWAY.to_string(), omni_heartbeat)?;
+    let provider = InProcess::start(
+        &dir,
+        &GATEWAY.to_string(),
+        omni_heartbeat,
+        args.min_on_secs(),
+    )?;
     println!(
         "rack: provider API at http://{} (try `cargo run -p provider -- machines --api {}`)",
         provider.api, provider.api
     );
     rack.add_gateway(provider.listen, unix_ms());
     rack.add_bmcs(unix_ms());
+    if let Some(tap) = &args.tap {
+        rack.add_bridge(tap)?;
+    }
     rack.open_uplink(Some(provider.token.clone()))?;
 
-    let mut tracks: Vec<Track> = rack.machines.iter().map(|_| Track::new()).collect();
+    // Every machine: the simulated ones first, then the real ones beyond the TAP.
+    let (macs, bmcs): (Vec<MacAddr>, Vec<BmcConfig>) = (rack.machines.iter())
+        .zip(&rack.bmcs)
+        .map(|(m, b)| (m.mac, ipmi_bmc(b.ip, BMC_PASSWORD)))
+        .chain((externals.iter()).map(|&(mac, ip)| (mac, ipmi_bmc(ip, &args.bmc_password))))
+        .unzip();
+    let mut tracks: Vec<Track> = macs.iter().map(|_| Track::new()).collect();
     let cuts = schedule(&mut rng, args.cuts);
     let mut next_cut = 0;
     let restarts = schedule(&mut rng, args.restarts);
@@ -78,7 +96,7 @@ pub fn run(args: &RackArgs) -> Result<(), String> {
         if last_advance.elapsed() >= ADVANCE_EVERY {
             last_advance = Instant::now();
             for (i, t) in tracks.iter_mut().enumerate() {
-                t.advance(&rack.machines[i], rack.bmcs[i].ip.octets(), &provider);
+                t.advance(macs[i], rack.machines.get(i), &bmcs[i], &provider);
             }
         }
         if cuts
@@ -103,7 +121,8 @@ pub fn run(args: &RackArgs) -> Result<(), String> {
             last_progress = Instant::now();
             eprintln!("{}", progress(&tracks, &rack, started));
         }
-        let busy = rack.gateway.as_ref().is_some_and(Gateway::busy);
+        // A bridge is polled often: frames from real machines wake nothing else.
+        let busy = rack.bridge.is_some() || rack.gateway.as_ref().is_some_and(Gateway::busy);
         let poll_at = now + if busy { 2 } else { 20 };
         let wait = rack.next_wake().min(poll_at).saturating_sub(unix_ms());
         std::thread::sleep(Duration::from_millis(wait));
@@ -112,7 +131,7 @@ pub fn run(args: &RackArgs) -> Result<(), String> {
         "faults: tunnel cut {} times, appliance restarted {next_restart} times",
         rack.gateway.as_ref().map_or(0, |g| g.cuts)
     );
-    let result = summary(&tracks, &rack, &provider, started, agent_boots);
+    let result = summary(&tracks, &macs, &rack, &provider, started, agent_boots);
     if let Some(omni) = &provider.omni {
         super::omni::report_install(&tracks, &rack.machines);
         super::omni::report_idle(omni, tracks.len(), OMNI_HEARTBEAT, OMNI_IDLE);
@@ -121,6 +140,21 @@ pub fn run(args: &RackArgs) -> Result<(), String> {
         }
     }
     result
+}
+
+/// The real machines: `MAC@BMC_IP`, behind `--tap`.
+fn externals(args: &RackArgs) -> Result<Vec<(MacAddr, Ipv4Addr)>, String> {
+    if !args.external.is_empty() && args.tap.is_none() {
+        return Err("--external needs --tap: real machines are reached through it".into());
+    }
+    (args.external.iter())
+        .map(|e| {
+            let bad = || format!("--external {e}: expected MAC@BMC_IP");
+            let (mac, ip) = e.split_once('@').ok_or_else(bad)?;
+            let mac = provider::model::parse_mac(mac).ok_or_else(bad)?;
+            Ok((MacAddr(mac.0), ip.parse().map_err(|_| bad())?))
+        })
+        .collect()
 }
 
 /// When to inject `n` faults: within the first 45 s, when commands are flowing in racks of
@@ -163,26 +197,24 @@ fn progress(tracks: &[Track], rack: &Rack, started: Instant) -> String {
 
 fn summary(
     tracks: &[Track],
+    macs: &[MacAddr],
     rack: &Rack,
     provider: &InProcess,
     started: Instant,
     (agent_boots, intact): (usize, usize),
 ) -> Result<(), String> {
     let mut failures = 0;
-    for (t, m) in tracks.iter().zip(&rack.machines) {
+    for (i, (t, mac)) in tracks.iter().zip(macs).enumerate() {
+        let what = rack.machines.get(i).map_or("real", |m| m.firmware.name());
         match &t.stage {
             Stage::Done => {}
             Stage::Failed(why) => {
                 failures += 1;
-                eprintln!(
-                    "rack: machine {} ({}) failed: {why}",
-                    m.mac,
-                    m.firmware.name()
-                );
+                eprintln!("rack: machine {mac} ({what}) failed: {why}");
             }
             stage => {
                 failures += 1;
-                eprintln!("rack: machine {} did not finish: still {stage:?}", m.mac);
+                eprintln!("rack: machine {mac} ({what}) did not finish: still {stage:?}");
             }
         }
     }
@@ -289,6 +321,12 @@ impl Rack {
         self.runtime = self.appliance.start(&mut self.nic, now)?;
         self.appliance_wake = now;
         self.open_uplink(None)
+    }
+
+    fn add_bridge(&mut self, tap: &str) -> Result<(), String> {
+        let nic = Segment::attach_bridge(&self.segment);
+        self.bridge = Some(Bridge::open(tap, nic).map_err(|e| format!("--tap {tap}: {e}"))?);
+        Ok(())
     }
 
     fn cut_uplink(&mut self) {

@@ -10,6 +10,7 @@
 //!   virtual time (a boot storm of a thousand machines takes seconds).
 
 mod bmc_host;
+mod bridge;
 mod dhcp_client;
 mod gateway;
 mod http_client;
@@ -77,13 +78,41 @@ pub struct RackArgs {
     /// random moments when no machine is in the middle of a boot.
     #[arg(long, default_value_t = 0)]
     restarts: u32,
+    /// Bridge the segment to this TAP device (which must exist), for real machines.
+    #[arg(long, value_name = "IFACE")]
+    tap: Option<String>,
+    /// A real machine beyond the TAP (e.g. a QEMU VM behind ipmi_sim), taken through the
+    /// lifecycle with the simulated ones: `MAC@BMC_IP`. Its BMC account is `admin` with
+    /// `--bmc-password`. Needs `--tap`.
+    #[arg(long, value_name = "MAC@BMC_IP")]
+    external: Vec<String>,
+    /// The BMC password of external machines.
+    #[arg(long, default_value = "password", env = "BMC_PASSWORD")]
+    bmc_password: String,
+    /// Serve the files of this directory (iPXE binaries, vmlinuz, initrd.img) where it has
+    /// them instead of generated ones, for real machines.
+    #[arg(long, value_name = "DIR")]
+    boot_dir: Option<PathBuf>,
     /// Print the appliance's log (every DHCP decision, transfer, uplink event) on stderr.
     #[arg(long)]
     verbose: bool,
+    /// Least time between a power-on and the next power-off the appliance keeps (Omni's is
+    /// 15 min), so no boot is cut short; default: 10 s plus 1 s per 4 MiB of kernel per ms
+    /// of delay (a boot of 16 MiB at 30 ms takes about 70 s in a debug build).
+    #[arg(long)]
+    min_on_secs: Option<u32>,
     /// Drive the lifecycle from a stand-in Omni on loopback, which the provider follows
     /// through its Omni adapter, as Omni's user would; prints the Omni figures.
     #[arg(long)]
     omni: bool,
+}
+
+impl RackArgs {
+    /// `--min-on-secs`, or one that suits the rack's pace.
+    fn min_on_secs(&self) -> u32 {
+        let scaled = self.kernel_kib as u64 * self.delay_ms.max(1) / 4096;
+        (self.min_on_secs).unwrap_or_else(|| 10 + u32::try_from(scaled).unwrap_or(u32::MAX / 2))
+    }
 }
 
 pub fn run(args: &RackArgs) -> Result<(), String> {
@@ -150,6 +179,8 @@ pub struct Rack {
     /// `bmcs[i]` powers `machines[i]` (none without the lifecycle).
     bmcs: Vec<BmcHost>,
     gateway: Option<Gateway>,
+    /// The segment's way to real machines (`--tap`).
+    bridge: Option<bridge::Bridge>,
     hosts: HashMap<usize, Host>,
     wake: Vec<u64>,
     timers: BinaryHeap<Reverse<(u64, usize)>>,
@@ -211,6 +242,7 @@ impl Rack {
             machines,
             bmcs: Vec::new(),
             gateway: None,
+            bridge: None,
             hosts,
             wake,
             timers,
@@ -288,6 +320,9 @@ impl Rack {
                 None => {}
             }
         }
+        if let Some(bridge) = self.bridge.as_mut() {
+            bridge.pump(now);
+        }
         if let Some(gateway) = self.gateway.as_mut().filter(|g| gateway_due || g.busy()) {
             self.gateway_wake = gateway.poll(now);
         }
@@ -329,23 +364,29 @@ fn dhcp_config() -> Result<Config, String> {
     Ok(config)
 }
 
-/// The boot dir of the simulation: iPXE binaries, kernel and initrd with generated content.
-fn boot_files(kernel: usize) -> Files {
-    let file = |name: &'static str, len: usize| -> (&'static str, &'static [u8]) {
-        let seed = Digest::of(name.as_bytes()).0;
-        let data: Vec<u8> = (0..len)
-            .map(|i| (seed.wrapping_add(i as u64).wrapping_mul(0x9E37_79B9) >> 24) as u8)
-            .collect();
-        (name, Box::leak(data.into_boxed_slice()))
+/// The boot dir of the simulation: iPXE binaries, kernel and initrd, read from `dir` where
+/// it has them, else generated (`kernel` bytes of kernel, the others scaled to it).
+fn boot_files(kernel: usize, dir: Option<&std::path::Path>) -> Result<Files, String> {
+    let file = |name: &'static str, len: usize| -> Result<(&'static str, &'static [u8]), String> {
+        let data = match dir.map(|d| d.join(name)).filter(|p| p.is_file()) {
+            Some(path) => std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?,
+            None => {
+                let seed = Digest::of(name.as_bytes()).0;
+                (0..len)
+                    .map(|i| (seed.wrapping_add(i as u64).wrapping_mul(0x9E37_79B9) >> 24) as u8)
+                    .collect()
+            }
+        };
+        Ok((name, Box::leak(data.into_boxed_slice())))
     };
     let files = vec![
-        file("undionly.kpxe", kernel / 16),
-        file("ipxe.efi", kernel / 4),
-        file("ipxe-arm64.efi", kernel / 4),
-        file("vmlinuz", kernel),
-        file("initrd.img", kernel / 2),
+        file("undionly.kpxe", kernel / 16)?,
+        file("ipxe.efi", kernel / 4)?,
+        file("ipxe-arm64.efi", kernel / 4)?,
+        file("vmlinuz", kernel)?,
+        file("initrd.img", kernel / 2)?,
     ];
-    Box::leak(files.into_boxed_slice())
+    Ok(Box::leak(files.into_boxed_slice()))
 }
 
 /// FNV-1a over a byte stream: enough to tell a file arrived intact.

@@ -8,12 +8,11 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use omni_standin::Omni;
-use provider::model::{Machine as Record, fmt_uuid};
-use uplink::BootTarget;
+use provider::model::{BmcConfig, Machine as Record, fmt_uuid};
+use uplink::{BmcEndpoint, BootTarget};
 
-use super::bmc_host::IPMI_PORT;
 use super::machine::{Booted, Machine};
-use super::scenario::{BMC_PASSWORD, BMC_USER, Stage, TALOS, Track, booted, wiped_and_off};
+use super::scenario::{Stage, TALOS, Track, booted, is_on, wiped_and_off};
 
 /// The allocation's extensions and kernel arguments: they make the install's schematic.
 const EXTENSIONS: &[&str] = &["siderolabs/iscsi-tools"];
@@ -57,9 +56,9 @@ fn token(id: &str, n: u32) -> String {
 /// stand-in; the stage it leads to.
 pub fn next(
     t: &mut Track,
-    m: &Machine,
+    m: Option<&Machine>,
     r: &Record,
-    bmc: [u8; 4],
+    bmc: &BmcConfig,
     omni: &Omni,
 ) -> Result<Option<Stage>, String> {
     let q = &mut t.omni;
@@ -68,8 +67,11 @@ pub fn next(
         Stage::Discovered if booted(m, 1) && r.last_boot.is_some() => {
             q.id = fmt_uuid(r.uuid.ok_or("the machine's UUID is not known")?);
             omni.join(&q.id, &token(&q.id, 1));
-            let address = Ipv4Addr::from(bmc).to_string();
-            omni.set_bmc(&q.id, &address, IPMI_PORT.into(), BMC_USER, BMC_PASSWORD);
+            let BmcEndpoint::Ipmi { ip, port } = &bmc.endpoint else {
+                return Err("the rack's BMCs are IPMI".into());
+            };
+            let address = Ipv4Addr::from(ip.0).to_string();
+            omni.set_bmc(&q.id, &address, (*port).into(), &bmc.user, &bmc.password);
             omni.accept(&q.id);
             Stage::Accepted
         }
@@ -88,13 +90,20 @@ pub fn next(
             if booted(m, 3) && r.installed && r.delivered.boot == Some(BootTarget::Disk) =>
         {
             let id = schematic().1;
-            if !matches!(m.boots.get(2), Some((_, Booted::Chain(url))) if url.contains(&id)) {
+            let chain = match m {
+                Some(m) => {
+                    matches!(m.boots.get(2), Some((_, Booted::Chain(url))) if url.contains(&id))
+                }
+                None => r.last_boot.as_ref().is_some_and(|b| b.contains(&id)),
+            };
+            if !chain {
+                let boots = m.map(|m| &m.boots);
                 return Err(format!(
-                    "installer boot without schematic {id}: {:?}",
-                    m.boots
+                    "installer boot without schematic {id}: {boots:?}, last {:?}",
+                    r.last_boot
                 ));
             }
-            q.install_power_on = Some(m.powered_on);
+            q.install_power_on = m.map(|m| m.powered_on);
             omni.install_event(&q.id, &token(&q.id, 2));
             Stage::Installed
         }
@@ -104,7 +113,7 @@ pub fn next(
         }
         Stage::Rebooting
             if booted(m, 4)
-                && m.is_on()
+                && is_on(m, r)
                 && status.last_reboot_id == q.reboot
                 && status.last_reboot_timestamp.is_some() =>
         {
@@ -113,7 +122,7 @@ pub fn next(
         }
         Stage::PoweredOff
             if booted(m, 4)
-                && !m.is_on()
+                && !is_on(m, r)
                 && status.last_power_off_id == q.power_off
                 && status.power_state == OFF =>
         {

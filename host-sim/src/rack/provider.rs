@@ -42,13 +42,20 @@ impl InProcess {
     /// Starts the provider with its state in `dir`; appliances are to dial `dial_name` at
     /// the front's port (the name goes into the server certificate). With `omni`, the
     /// stand-in Omni too, and the provider's adapter on it, beating every `omni` interval.
-    pub fn start(dir: &Path, dial_name: &str, omni: Option<Duration>) -> Result<InProcess, String> {
+    /// The appliance keeps machines on at least `min_on_secs` before a power-off.
+    pub fn start(
+        dir: &Path,
+        dial_name: &str,
+        omni: Option<Duration>,
+        min_on_secs: u32,
+    ) -> Result<InProcess, String> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .map_err(|e| format!("tokio: {e}"))?;
-        let config = StoreConfig::default();
+        let mut config = StoreConfig::default();
+        config.appliance.min_on_before_off_secs = min_on_secs;
         if omni.is_some() {
             let (yaml, id) = super::omni::schematic();
             config.lifecycle.schematics.insert(yaml, id);

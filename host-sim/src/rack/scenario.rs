@@ -5,7 +5,10 @@
 //! step waits for both sides: the provider's record and what the simulated machine actually
 //! booted, so a command run twice shows as an extra boot.
 
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
+
+use appliance::net::MacAddr;
 
 use provider::model::{
     Acceptance, Allocation, BmcConfig, Change, Machine as Record, ObservedPower,
@@ -98,15 +101,21 @@ impl Track {
     }
 
     /// Moves on if the machine and its record have reached the end of the current stage.
-    /// `bmc` is its BMC's address.
-    pub fn advance(&mut self, m: &Machine, bmc: [u8; 4], provider: &InProcess) {
+    /// `m` is the simulated machine, `None` for a real one (then only its record is seen).
+    pub fn advance(
+        &mut self,
+        mac: MacAddr,
+        m: Option<&Machine>,
+        bmc: &BmcConfig,
+        provider: &InProcess,
+    ) {
         if self.finished() {
             return;
         }
-        if let Some(why) = m.failure() {
+        if let Some(why) = m.and_then(Machine::failure) {
             return self.fail(format!("boot failed: {why}"));
         }
-        let key = provider::model::fmt_mac(uplink::Mac(m.mac.0));
+        let key = provider::model::fmt_mac(uplink::Mac(mac.0));
         let Some(r) = provider.machine(&key) else {
             return self.timeout(m, None);
         };
@@ -122,7 +131,7 @@ impl Track {
                 self.since = Instant::now();
                 self.stage = stage;
                 if self.stage == Stage::Done
-                    && let Err(why) = check_history(m)
+                    && let Some(Err(why)) = m.map(check_history)
                 {
                     self.fail(why);
                 }
@@ -136,26 +145,19 @@ impl Track {
     /// it leads to.
     fn as_operator(
         &self,
-        m: &Machine,
+        m: Option<&Machine>,
         r: &Record,
-        bmc: [u8; 4],
+        bmc: &BmcConfig,
         key: &str,
         provider: &InProcess,
     ) -> Result<Option<Stage>, String> {
         let booted = |n: usize| booted(m, n);
         let wiped_and_off = |n| wiped_and_off(m, r, n);
         let next = match self.stage {
-            Stage::Discovered if booted(1) && r.last_boot.is_some() => {
-                let bmc = BmcConfig {
-                    endpoint: BmcEndpoint::Ipmi {
-                        ip: Ipv4(bmc),
-                        port: IPMI_PORT,
-                    },
-                    user: BMC_USER.into(),
-                    password: BMC_PASSWORD.into(),
-                };
-                Some((Stage::Accepted, vec![Change::Bmc(bmc), Change::Accept]))
-            }
+            Stage::Discovered if booted(1) && r.last_boot.is_some() => Some((
+                Stage::Accepted,
+                vec![Change::Bmc(bmc.clone()), Change::Accept],
+            )),
             Stage::Accepted if wiped_and_off(2) => {
                 let allocation = Allocation {
                     talos_version: TALOS.into(),
@@ -171,7 +173,7 @@ impl Track {
                 Some((Stage::Rebooting, vec![Change::Reboot]))
             }
             Stage::Rebooting
-                if booted(4) && m.is_on() && r.last_reboot_id == r.requested_reboot_id =>
+                if booted(4) && is_on(m, r) && r.last_reboot_id == r.requested_reboot_id =>
             {
                 Some((Stage::Released, vec![Change::Deallocate]))
             }
@@ -187,7 +189,7 @@ impl Track {
         Ok(Some(stage))
     }
 
-    fn timeout(&mut self, m: &Machine, r: Option<&Record>) {
+    fn timeout(&mut self, m: Option<&Machine>, r: Option<&Record>) {
         if self.since.elapsed() < STAGE_TIMEOUT {
             return;
         }
@@ -201,12 +203,13 @@ impl Track {
                 r.last_error
             )
         });
+        let machine = m.map_or(String::new(), |m| {
+            let boots: Vec<_> = m.boots.iter().map(|(_, b)| b).collect();
+            format!("; booted {boots:?}, on {}", m.is_on())
+        });
         self.fail(format!(
-            "stuck in {:?} for {:?}: {record}; booted {:?}, on {}",
-            self.stage,
-            STAGE_TIMEOUT,
-            m.boots.iter().map(|(_, b)| b).collect::<Vec<_>>(),
-            m.is_on()
+            "stuck in {:?} for {:?}: {record}{machine}",
+            self.stage, STAGE_TIMEOUT
         ));
     }
 
@@ -219,14 +222,32 @@ fn wiped(r: &Record) -> bool {
     r.acceptance == Acceptance::Accepted && r.wipe_id.is_some() && r.wipe_id == r.wiped
 }
 
-/// The machine has booted `n` times and is not in the middle of a boot.
-pub fn booted(m: &Machine, n: usize) -> bool {
-    m.settled() && m.boots.len() == n
+/// The machine has booted `n` times and is not in the middle of a boot (a real machine:
+/// only its record is seen, so the other checks stand for this).
+pub fn booted(m: Option<&Machine>, n: usize) -> bool {
+    m.is_none_or(|m| m.settled() && m.boots.len() == n)
+}
+
+/// The machine is on (a real machine: as its BMC last said).
+pub fn is_on(m: Option<&Machine>, r: &Record) -> bool {
+    m.map_or(r.observed_power == ObservedPower::On, Machine::is_on)
 }
 
 /// After `n` boots, the last the agent's wipe: the record says wiped, and it is off.
-pub fn wiped_and_off(m: &Machine, r: &Record, n: usize) -> bool {
-    booted(m, n) && !m.is_on() && wiped(r) && r.observed_power == ObservedPower::Off
+pub fn wiped_and_off(m: Option<&Machine>, r: &Record, n: usize) -> bool {
+    booted(m, n) && !is_on(m, r) && wiped(r) && r.observed_power == ObservedPower::Off
+}
+
+/// The BMC the scenario hands over for a machine: IPMI at `ip`, user `admin`.
+pub fn ipmi_bmc(ip: Ipv4Addr, password: &str) -> BmcConfig {
+    BmcConfig {
+        endpoint: BmcEndpoint::Ipmi {
+            ip: Ipv4(ip.octets()),
+            port: IPMI_PORT,
+        },
+        user: BMC_USER.into(),
+        password: password.into(),
+    }
 }
 
 /// The boots the scenario makes, in order: agent (pending), agent (wipe), the installer,

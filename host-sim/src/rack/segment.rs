@@ -51,6 +51,9 @@ pub struct Segment {
     seq: u64,
     impairment: Impairment,
     rng: Rng,
+    /// Where unicast frames for a MAC not on the segment go: the port bridged to a real
+    /// network, if any.
+    bridge: Option<usize>,
     pub sent: u64,
     pub lost: u64,
 }
@@ -64,6 +67,7 @@ impl Segment {
             seq: 0,
             impairment,
             rng: Rng(seed | 1),
+            bridge: None,
             sent: 0,
             lost: 0,
         }))
@@ -82,6 +86,13 @@ impl Segment {
             segment: Rc::clone(this),
             port: s.ports.len() - 1,
         }
+    }
+
+    /// A port for a real network: every broadcast, and unicast for MACs not on the segment.
+    pub fn attach_bridge(this: &Rc<RefCell<Segment>>) -> Nic {
+        let nic = Segment::attach(this, MacAddr([0; 6]), true);
+        this.borrow_mut().bridge = Some(nic.port);
+        nic
     }
 
     /// When the next frame lands, if any is in flight.
@@ -129,6 +140,7 @@ impl Segment {
             self.ports
                 .iter()
                 .position(|p| p.mac == dst)
+                .or(self.bridge.filter(|&b| b != from))
                 .into_iter()
                 .collect()
         };

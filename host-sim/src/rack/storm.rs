@@ -16,7 +16,7 @@ const EPOCH_MS: u64 = 1_767_225_600_000;
 pub fn run(args: &RackArgs) -> Result<(), String> {
     let wall = WallClock::now();
     let mut rng = Rng(args.seed.max(1));
-    let files = boot_files(args.kernel_kib * 1024);
+    let files = boot_files(args.kernel_kib * 1024, args.boot_dir.as_deref())?;
     let expected = digests(files);
     let mut rack = Rack::new(args, &mut rng, files, EPOCH_MS)?;
     let total = rack.machines.len();
