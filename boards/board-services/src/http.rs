@@ -5,8 +5,9 @@
 //!
 //! Per wake: bytes in to `receive` and out of `send` until neither moves, then the
 //! connection's deadline (`tick`), then sleep until the socket has data or room, or the
-//! deadline. Every machine gets the default boot target: the uplink, which sets
-//! per-machine targets, is not on the board yet.
+//! deadline. The script's boot target is the machine's in the DHCP inventory, found by the
+//! request's query (`mac`, `uuid`), as host-sim's is; `/config` serves the join config of
+//! the provider's last `ConfigUpdate` ([`JOIN_CONFIG`], feature `uplink`; 404 without it).
 
 use core::future::{Future, poll_fn};
 use core::pin::pin;
@@ -14,11 +15,14 @@ use core::task::Poll;
 
 use appliance::assets::AssetStore;
 use appliance::dhcp::pxe::BootTarget;
-use appliance::http::{Connection, ScriptConfig, Site};
+use appliance::http::{BootTargets, Connection, ScriptConfig, Site};
+use appliance::net::{MacAddr, Uuid};
 use defmt::Display2Format;
 use embassy_net::tcp::{State, TcpSocket};
 use embassy_net::{IpEndpoint, Stack};
 use embassy_time::{Duration, Instant, Timer, with_timeout};
+
+use crate::dhcp::INVENTORY;
 
 /// The port HTTP listens on (the DHCP boot URL's, `http://<board>/boot.ipxe`).
 pub const PORT: u16 = 80;
@@ -34,6 +38,51 @@ const SOCKET_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_SLEEP: Duration = Duration::from_millis(200);
 /// How long a closing connection may take to hand over its last bytes and FIN.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The join config of the provider's last `ConfigUpdate` (empty: none yet, `/config` is
+/// 404), at the wire's cap so it takes fixed RAM. The power task writes it, HTTP reads it in
+/// place while rendering; every task runs in thread mode, so the lock masks no interrupt.
+#[cfg(feature = "uplink")]
+pub static JOIN_CONFIG: embassy_sync::blocking_mutex::Mutex<
+    embassy_sync::blocking_mutex::raw::ThreadModeRawMutex,
+    core::cell::RefCell<heapless::String<{ uplink::JOIN_CONFIG_MAX }>>,
+> = embassy_sync::blocking_mutex::Mutex::new(core::cell::RefCell::new(heapless::String::new()));
+
+/// Replaces what `/config` serves (`config` fits: it is a `Config.join_config`).
+#[cfg(feature = "uplink")]
+pub fn publish_join_config(config: &str) {
+    JOIN_CONFIG.lock(|c| {
+        let c = &mut c.borrow_mut();
+        c.clear();
+        if c.push_str(config).is_err() {
+            defmt::warn!("http: join config over the cap, /config answers 404");
+        }
+    });
+}
+
+/// Runs `f` with the join config `/config` serves, borrowed in place.
+fn with_join_config<R>(f: impl FnOnce(Option<&str>) -> R) -> R {
+    #[cfg(feature = "uplink")]
+    return JOIN_CONFIG.lock(|c| f(Some(c.borrow().as_str())));
+    #[cfg(not(feature = "uplink"))]
+    f(None)
+}
+
+/// A machine's boot target from the DHCP inventory, by the request's query (a request that
+/// names no machine gets the default), and the join config.
+struct Targets<'a> {
+    join_config: Option<&'a str>,
+}
+
+impl BootTargets for Targets<'_> {
+    fn boot_target(&self, mac: Option<MacAddr>, uuid: Option<Uuid>) -> BootTarget {
+        INVENTORY.lock(|i| BootTargets::boot_target(&*i.borrow(), mac, uuid))
+    }
+
+    fn join_config(&self) -> Option<&str> {
+        self.join_config
+    }
+}
 
 fn now_ms() -> u64 {
     Instant::now().as_millis()
@@ -59,13 +108,8 @@ pub async fn serve<S: AssetStore>(
         }
         let peer = socket.remote_endpoint();
         let mut conn = Connection::new(now_ms());
-        let mut site = Site {
-            store: &mut store,
-            script,
-            targets: &BootTarget::Default,
-        };
-        exchange(&mut socket, &mut conn, &mut site, peer).await;
-        conn.release(now_ms(), site.store);
+        exchange(&mut socket, &mut conn, &mut store, script, peer).await;
+        conn.release(now_ms(), &mut store);
         log_events(&mut conn, peer);
         // FIN after the queued bytes; then the socket is reset for the next client, as
         // host-sim does: a machine off to its kernel never ACKs our FIN.
@@ -88,7 +132,8 @@ async fn delivered(socket: &TcpSocket<'_>) {
 async fn exchange<S: AssetStore>(
     socket: &mut TcpSocket<'_>,
     conn: &mut Connection,
-    site: &mut Site<'_, S>,
+    store: &mut S,
+    script: &ScriptConfig<'_>,
     peer: Option<IpEndpoint>,
 ) {
     let mut peer_closed = false;
@@ -109,7 +154,15 @@ async fn exchange<S: AssetStore>(
             let written = if socket.can_send() {
                 let now = now_ms();
                 (socket.write_with(|buf| {
-                    let n = conn.send(now, buf, site);
+                    let n = with_join_config(|join_config| {
+                        let targets = &Targets { join_config };
+                        let mut site = Site {
+                            store: &mut *store,
+                            script,
+                            targets,
+                        };
+                        conn.send(now, buf, &mut site)
+                    });
                     (n, n)
                 }))
                 .await

@@ -2,7 +2,8 @@
 //! runner and power port, the same code host-sim runs, as one task over one embassy-net
 //! UDP socket to the BMCs (IPMI RMCP+, port 623). The uplink task hands it each command
 //! ([`COMMANDS`]) and turns what comes back ([`REPORTS`]: results, `PowerState` events) into
-//! session events. Boot targets go into the DHCP task's [`INVENTORY`].
+//! session events. Boot targets go into the DHCP task's [`INVENTORY`], the join config to
+//! HTTP's [`crate::http::JOIN_CONFIG`].
 //!
 //! ARP: embassy-net owns the driver and offers no raw frame, so the BMCs are resolved by the
 //! stack's own ARP (one request a second per interface; a datagram to an unresolved BMC waits
@@ -88,11 +89,15 @@ pub async fn serve(stack: Stack<'static>, random: &'static dyn RandomSource) -> 
             Either3::First(Err(_)) => {}
             Either3::Second((id, command)) => {
                 let what = kind(&command);
+                let config_update = matches!(command, Command::ConfigUpdate(_));
                 let answer = &mut |r| report(r);
                 let outcome = INVENTORY.lock(|inventory| {
                     let inventory = &mut inventory.borrow_mut();
                     applied.run(id, command, inventory, &mut port, now, answer)
                 });
+                if let Some(c) = applied.config.as_ref().filter(|_| config_update) {
+                    crate::http::publish_join_config(&c.join_config);
+                }
                 if let Some(outcome) = outcome {
                     report(Report::Result { id, what, outcome });
                 }
