@@ -339,14 +339,15 @@ impl Slot {
     }
 
     /// When `op` may run: the minimum interval after the last power operation, and for a
-    /// power-off the minimum time after the last power-on.
+    /// power-off of a machine still on the minimum time after the last power-on (one that
+    /// went off by itself has no boot left to protect).
     fn allowed_at(&self, op: Operation, config: &Config) -> u64 {
         let interval =
             (self.last_power_op).map_or(0, |t| t.saturating_add(config.min_power_interval_ms));
         let off = matches!(
             op,
             Operation::Power(PowerAction::Off | PowerAction::SoftOff)
-        );
+        ) && self.observed != Some(PowerState::Off);
         let on_for = match self.on_at {
             Some(t) if off => t.saturating_add(config.min_on_before_off_ms),
             _ => 0,
@@ -582,6 +583,24 @@ mod tests {
         assert_eq!(jobs, [(id, Operation::Status)]);
         let jobs = run(&mut pm, 62_000, |_| Ok(PowerState::Off));
         assert_eq!(jobs, [(id, Operation::Power(PowerAction::SoftOff))]);
+    }
+
+    #[test]
+    fn an_off_for_a_machine_that_went_off_by_itself_runs_at_once() {
+        let mut slots = [Slot::default(); 1];
+        let mut pm = PowerManager::new(config(), &mut slots);
+        pm.set_min_on_before_off(60_000);
+        let id = pm.add(None, 0).unwrap();
+        run(&mut pm, 0, |_| Ok(PowerState::Off));
+        pm.request(id, PowerAction::On);
+        run(&mut pm, 1_000, |_| Ok(PowerState::On));
+        pm.request(id, PowerAction::Off);
+        // The machine powered itself off; the next read sees it, and the off runs then.
+        let jobs = run(&mut pm, 31_000, |_| Ok(PowerState::Off));
+        assert_eq!(jobs, [(id, Operation::Status)]);
+        assert!(pm.poll_at().is_some_and(|t| t <= 31_000), "due now");
+        let jobs = run(&mut pm, 31_000, |_| Ok(PowerState::Off));
+        assert_eq!(jobs, [(id, Operation::Power(PowerAction::Off))]);
     }
 
     #[test]
