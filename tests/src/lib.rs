@@ -10,6 +10,7 @@
 //! No address exists outside these namespaces and nothing is routed out of them.
 
 pub mod boot;
+pub mod curl;
 pub mod dhclient;
 pub mod dnsmasq;
 pub mod firmware;

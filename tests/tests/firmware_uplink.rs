@@ -3,28 +3,38 @@
 //! board, CA pinned by the token), dials the mTLS tunnel, and the provider lists the
 //! appliance as connected and, after a dhclient run against the board, the machine; after a
 //! reboot the board reconnects with its stored identity, and again after a provider restart.
+//! The provider's join config (`serve --join-config`) reaches the board in its
+//! `ConfigUpdate`, and curl, as Talos would, fetches it byte-exact at `/config?u=UUID`.
 
 use std::time::Duration;
 
+use e2e::curl;
 use e2e::dhclient::Dhclient;
 use e2e::firmware::{self, Board};
-use e2e::provider::{Provider, enrolled_id};
+use e2e::provider::{PROVIDER_IP, Provider, enrolled_id};
 use e2e::wait::poll_until;
-use e2e::{Rack, Workdir};
+use e2e::{APPLIANCE_IP, Rack, Workdir, require_tool};
 
 const BOOT: Duration = Duration::from_secs(20);
 /// Key generation and two handshakes in emulated Cortex-M4 code.
 const UPLINK: Duration = Duration::from_secs(60);
 const BIND: Duration = Duration::from_secs(30);
+/// Omni's three join documents with a signed join token, as an admin downloads them.
+const JOIN_CONFIG: &str = include_str!("../../appliance/uplink/examples/join-config.yaml");
 
 #[test]
 fn enrolls_connects_and_reports_a_machine() {
     let Some(elf) = firmware::uplink_elf_for_test() else {
         return;
     };
+    require_tool("curl", "curl");
     let wd = Workdir::new("fw-uplink");
     let rack = Rack::new("fw-uplink");
-    let mut provider = Provider::start(&rack, &wd);
+    let join_config = wd.file("join-config.yaml");
+    std::fs::write(&join_config, JOIN_CONFIG).unwrap();
+    let join_config = join_config.to_str().unwrap().to_owned();
+    let extra = ["--join-config", join_config.as_str()];
+    let mut provider = Provider::start_with(&rack, &wd, PROVIDER_IP, &extra);
     let token = provider.token();
 
     let image = firmware::build_image(&wd, &elf, "10.77.0.100-10.77.0.149", &["--token", &token]);
@@ -54,6 +64,7 @@ fn enrolls_connects_and_reports_a_machine() {
         Ok(connected.then_some(()))
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", provider.cli(&["appliances", "--json"])));
+    serves_the_join_config(&rack, &board);
 
     let mac = "52:54:00:77:05:01";
     let ns = rack.host("c1", Some(mac), &[]);
@@ -108,6 +119,31 @@ fn enrolls_connects_and_reports_a_machine() {
         Ok(again.then_some(()))
     })
     .unwrap_or_else(|e| panic!("{e}\n--- firmware log:\n{}", board.lines().join("\n")));
+}
+
+/// Once the board ran the provider's `ConfigUpdate`, curl from a namespace on the segment
+/// gets the join config at `/config?u=UUID` byte-exact, and 400 without a UUID.
+fn serves_the_join_config(rack: &Rack, board: &Board) {
+    let done = poll_until("the ConfigUpdate on the board", UPLINK, || {
+        let lines = board.lines();
+        Ok((lines.iter())
+            .find(|l| l.contains("power command id=") && l.contains(" ConfigUpdate -> "))
+            .cloned())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n--- firmware log:\n{}", board.lines().join("\n")));
+    assert!(done.ends_with("-> Done"), "{done}");
+    let client = rack.host("talos", None, &["10.77.0.60/24"]);
+    curl::check_join_config(&client, APPLIANCE_IP, JOIN_CONFIG);
+    let lines = board.lines();
+    let served: Vec<&str> = (lines.iter().map(String::as_str))
+        .filter(|l| l.contains("/config"))
+        .collect();
+    eprintln!("{done}\n{}", served.join("\n"));
+    assert!(
+        (served.iter()).any(|l| l.contains(&format!("GET /config?u={}", curl::UUID))),
+        "{}",
+        lines.join("\n")
+    );
 }
 
 /// The number after `key=` in a firmware log line.

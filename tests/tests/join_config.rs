@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use e2e::curl;
 use e2e::provider::{PROVIDER_IP, Provider};
 use e2e::{APPLIANCE_IP, HostSim, Rack, Workdir, require_root, require_tool};
 
@@ -45,27 +46,10 @@ fn curl_fetches_the_join_config_the_provider_pushed() {
     .unwrap_or_else(|e| panic!("no ConfigUpdate reached host-sim: {e}\n{}", lf.tail(30)));
 
     let client = rack.host("talos", None, &["10.77.0.60/24"]);
-    let curl = |url: &str| {
-        let out = client
-            .run(
-                "curl",
-                &["-sS", "--max-time", "5", "-w", "\n%{http_code}", url],
-                Duration::from_secs(10),
-            )
-            .unwrap_or_else(|e| panic!("curl: {e}"));
-        assert!(out.success(), "curl {url}: {}", out.stderr);
-        let (body, code) = out.stdout.rsplit_once('\n').unwrap();
-        (code.to_owned(), body.to_owned())
-    };
-    let base = format!("http://{APPLIANCE_IP}/config");
-    let (code, body) = curl(&format!("{base}?u=4c4c4544-004d-3110-804b-b5c04f513432"));
-    assert_eq!(code, "200", "{body}");
-    assert_eq!(body, JOIN_CONFIG);
-    let (code, _) = curl(&base);
-    assert_eq!(code, "400");
+    curl::check_join_config(&client, APPLIANCE_IP, JOIN_CONFIG);
     let log = std::fs::read_to_string(hs.log_path()).unwrap_or_default();
     assert!(
-        log.contains("GET /config?u=4c4c4544-004d-3110-804b-b5c04f513432"),
+        log.contains(&format!("GET /config?u={}", curl::UUID)),
         "{log}"
     );
 }
