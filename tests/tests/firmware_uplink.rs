@@ -4,7 +4,8 @@
 //! appliance as connected and, after a dhclient run against the board, the machine; after a
 //! reboot the board reconnects with its stored identity, and again after a provider restart.
 //! The provider's join config (`serve --join-config`) reaches the board in its
-//! `ConfigUpdate`, and curl, as Talos would, fetches it byte-exact at `/config?u=UUID`.
+//! `ConfigUpdate`, and curl, as Talos would, fetches it byte-exact at `/config?u=UUID`; a
+//! boot target the provider sets for the machine is in the board's script for its MAC.
 
 use std::time::Duration;
 
@@ -81,6 +82,36 @@ fn enrolls_connects_and_reports_a_machine() {
             board.lines().join("\n")
         )
     });
+    // The provider steers it: the board's script for its MAC now chains the URL.
+    let url = "http://10.77.0.3/custom.ipxe";
+    provider.cli(&["boot", mac, url]);
+    // The lifecycle may set the machine's discovery target first: polled until it is the URL,
+    // a second apart (the board has two HTTP sockets, each held until it sees the client's
+    // FIN, up to 200 ms; a SYN while both are taken is reset).
+    let script_url = format!("http://{APPLIANCE_IP}/boot.ipxe?mac={mac}");
+    let fetch = |url: &str| {
+        std::thread::sleep(Duration::from_secs(1));
+        curl::get(&ns, url)
+    };
+    let mut script = String::new();
+    poll_until("the board's script chaining the URL", UPLINK, || {
+        let (code, body) = fetch(&script_url);
+        assert_eq!(code, "200", "{body}");
+        script = body;
+        Ok(script.contains(&format!("chain {url}")).then_some(()))
+    })
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}\n{script}\n--- firmware log:\n{}",
+            board.lines().join("\n")
+        )
+    });
+    let (_, default) = fetch(&format!("http://{APPLIANCE_IP}/boot.ipxe"));
+    eprintln!("the board's script for {mac}:\n{script}");
+    assert!(
+        !default.contains(url),
+        "a request naming no machine: {default}"
+    );
     for line in board.lines().iter().filter(|l| l.contains("uplink")) {
         eprintln!("{line}");
     }
@@ -124,14 +155,7 @@ fn enrolls_connects_and_reports_a_machine() {
 /// Once the board ran the provider's `ConfigUpdate`, curl from a namespace on the segment
 /// gets the join config at `/config?u=UUID` byte-exact, and 400 without a UUID.
 fn serves_the_join_config(rack: &Rack, board: &Board) {
-    let done = poll_until("the ConfigUpdate on the board", UPLINK, || {
-        let lines = board.lines();
-        Ok((lines.iter())
-            .find(|l| l.contains("power command id=") && l.contains(" ConfigUpdate -> "))
-            .cloned())
-    })
-    .unwrap_or_else(|e| panic!("{e}\n--- firmware log:\n{}", board.lines().join("\n")));
-    assert!(done.ends_with("-> Done"), "{done}");
+    let done = wait_done(board, "ConfigUpdate");
     let client = rack.host("talos", None, &["10.77.0.60/24"]);
     curl::check_join_config(&client, APPLIANCE_IP, JOIN_CONFIG);
     let lines = board.lines();
@@ -144,6 +168,20 @@ fn serves_the_join_config(rack: &Rack, board: &Board) {
         "{}",
         lines.join("\n")
     );
+}
+
+/// The board's first result of a `kind` command, which must be Done.
+fn wait_done(board: &Board, kind: &str) -> String {
+    let want = format!(" {kind} -> ");
+    let done = poll_until(&format!("a {kind} result on the board"), UPLINK, || {
+        let lines = board.lines();
+        Ok((lines.iter())
+            .find(|l| l.contains("power command id=") && l.contains(&want))
+            .cloned())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n--- firmware log:\n{}", board.lines().join("\n")));
+    assert!(done.ends_with("-> Done"), "{done}");
+    done
 }
 
 /// The number after `key=` in a firmware log line.
