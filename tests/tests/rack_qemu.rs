@@ -107,15 +107,19 @@ fn a_qemu_vm_goes_through_omnis_lifecycle_with_the_simulated_rack() {
             .filter(|l| l.contains("-> ACK") && l.contains(what))
             .count()
     };
-    let (agent, installer) = (
+    let (agent, installer, disk) = (
         acks("file=http://10.77.0.1/boot.ipxe"),
         acks("pxe.factory.talos.dev"),
+        // The disk: an address, no boot file (iPXE exits to the next boot device).
+        acks("-> ACK ip=") - acks("file="),
     );
-    let markers = serial.matches(MARKER).count();
+    let markers = (serial.lines())
+        .filter(|l| l.starts_with(MARKER) && l.contains(&format!("uuid={UUID}")))
+        .count();
     let pxe_on = events.matches("power on boot=pxe").count();
     eprintln!("{test}: BMC events:\n{events}");
     eprintln!(
-        "{test}: {:.0} s; the VM's iPXE got the agent's script {agent} times, the installer {installer}; markers on its console {markers}; PXE power-ons {pxe_on}",
+        "{test}: {:.0} s; the VM's iPXE got the agent's script {agent} times, the installer {installer}, the disk (no boot file) {disk}; markers on its console {markers}; PXE power-ons {pxe_on}",
         took.as_secs_f64()
     );
     for l in (text.lines()).filter(|l| {
@@ -139,6 +143,7 @@ fn a_qemu_vm_goes_through_omnis_lifecycle_with_the_simulated_rack() {
         installer, 1,
         "the VM's iPXE got the installer {installer} times"
     );
+    assert!(disk >= 1, "the VM's iPXE never got the disk's answer");
     // The two wipes ran the agent to its end; the pending boot may be cut by the first.
     assert!(markers >= 2, "{markers} markers:\n{serial}");
     // Found (by hand), the wipe, the installer, Omni's reboot, the wipe after release.
